@@ -1,0 +1,1 @@
+"""tellme.host: the light runtime (devices, sessions, sampling, tokenizer, CLI)."""

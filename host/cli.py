@@ -1,0 +1,104 @@
+"""`tellme` command line. Each subcommand imports its implementation lazily, so that the board install
+(numpy, tokenizers, safetensors) never pulls in the generator or the training stack."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from tellme.models.errors import UserError
+
+# subcommand -> "module:function"; the function takes the parsed args and returns an exit code
+HANDLERS: dict[str, str] = {
+    "convert": "tellme.models.convert:convert_command",
+    "logits": "tellme.host.commands:logits_command",
+    "run": "tellme.host.commands:run_command",
+    "hls": "tellme.hls.commands:hls_command",
+}
+
+EXIT_USER_ERROR = 2
+
+
+def _add_model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument(
+        "--model",
+        required=required,
+        help="converted model folder (tellme convert); default: the bundled model",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tellme",
+        description="Ternary LLMs on FPGAs: convert checkpoints, generate HLS, simulate and run.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="Hugging Face BitNet checkpoint -> tellme model folder")
+    p.add_argument("src", help="checkpoint folder: config.json, *.safetensors, tokenizer files")
+    p.add_argument("dst", help="output model folder (refused if it exists, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing DST")
+
+    p = sub.add_parser("logits", help="write float32 logits [n_tokens, vocab] for every position")
+    _add_model_arg(p)
+    p.add_argument("--backend", default="reference", help="reference | csim (default: reference)")
+    p.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
+    p.add_argument("--out", required=True, help="output .npy file")
+
+    p = sub.add_parser("run", help="generate text, streaming it as it is produced")
+    _add_model_arg(p)
+    p.add_argument("--backend", default="reference", help="reference | csim (default: reference)")
+    p.add_argument("--prompt", required=True, help="prompt text")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
+    p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0: all)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+
+    p = sub.add_parser("hls", help="write a Vitis HLS project for a model and board")
+    _add_model_arg(p)
+    p.add_argument("--board", default="kv260", help="kv260 | zcu104 | pynq-z2 (default: kv260)")
+    p.add_argument("--out", required=True, help="output project folder")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing OUT")
+    return parser
+
+
+def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = spec.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_resolve(HANDLERS[args.command])(args) or 0)
+    except UserError as exc:
+        print(f"tellme: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("tellme: interrupted", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as exc:
+        extra = {"jinja2": "hls", "hls4ml": "hls", "tensorflow": "train", "keras": "train"}.get(
+            (exc.name or "").split(".")[0]
+        )
+        if extra is None:
+            raise
+        print(
+            f"tellme: error: this command needs {exc.name}: pip install 'tellme-hls[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

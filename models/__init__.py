@@ -1,0 +1,1 @@
+"""tellme.models: model configs, checkpoint ingestion, quantisation, TLMM packing, numpy reference."""
