@@ -1,0 +1,46 @@
+"""Text <-> token ids with the model's tokenizer.json, and a detokenizer that streams text safely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tellme.models.errors import UserError
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+class Tokenizer:
+    def __init__(self, path: Path | None):
+        if path is None:
+            raise UserError("the model folder has no tokenizer.json: copy the checkpoint's tokenizer.json into it and re-run tellme convert")
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            self._tok = HFTokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception for malformed files
+            raise UserError(f"{path} is not a readable tokenizer ({exc})") from None
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=True).ids)
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids, skip_special_tokens=True)
+
+
+class StreamDecoder:
+    """Turns a growing list of ids into new text pieces; holds back a piece that ends in the middle of
+    a multi-byte character (byte-level BPE can split one)."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.emitted = ""
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        if text.endswith(REPLACEMENT_CHAR):
+            return ""
+        piece = text[len(self.emitted):] if text.startswith(self.emitted) else text
+        self.emitted = text
+        return piece

@@ -1,0 +1,147 @@
+"""The converted model folder (models/FORMAT.md): writing it atomically and reading it back verified."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from .checkpoint import TernaryModel
+from .config import ModelConfig
+from .errors import UserError
+from .packing import pack_tlmm
+from .safetensors_io import SafetensorsFile
+
+FORMAT_NAME = "tellme-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+HASH_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_tensors(model: TernaryModel, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Our tensor names -> arrays, with every ternary linear in TLMM index-vector form."""
+    tensors: dict[str, np.ndarray] = {"embed_tokens": model.embed_tokens, "norm": model.norm}
+    if model.lm_head is not None:
+        tensors["lm_head"] = model.lm_head
+    for i, layer in enumerate(model.layers):
+        for name, weight in layer.norms.items():
+            tensors[f"layers.{i}.{name}"] = weight
+        for name, linear in layer.linears.items():
+            tensors[f"layers.{i}.{name}.tlmm"] = pack_tlmm(linear.weight)
+            tensors[f"layers.{i}.{name}.scale"] = np.array([linear.scale], dtype=np.float32)
+        if progress:
+            progress(i + 1, len(model.layers))
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+
+def _replace_dir(tmp: Path, dst: Path) -> None:
+    """Move a finished folder into place; an existing dst is swapped out only after tmp is complete."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        dst.rename(old)
+        tmp.rename(dst)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(dst)
+
+
+def write_model_folder(
+    model: TernaryModel,
+    dst: Path,
+    source_files: dict[str, Path],
+    source_info: dict,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Write manifest, weights and tokenizer files into dst atomically (temp folder, then rename)."""
+    dst = Path(dst)
+    if dst.exists() and not force:
+        raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        save_file(model_tensors(model, progress), str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
+        for name, path in source_files.items():
+            shutil.copyfile(path, tmp / name)
+        files = sorted([WEIGHTS, *source_files])
+        manifest = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "config": model.config.to_dict(),
+            "source": source_info,
+            "files": {name: sha256_file(tmp / name) for name in files},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _replace_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass
+class ModelFolder:
+    """A verified converted model: its config, manifest and tensors (read on demand)."""
+
+    path: Path
+    manifest: dict
+    config: ModelConfig
+    weights: SafetensorsFile
+
+    def tensor(self, name: str) -> np.ndarray:
+        if name not in self.weights.names:
+            raise UserError(f"{self.path / WEIGHTS} lacks {name!r}: re-run tellme convert")
+        return self.weights.get(name)
+
+    @property
+    def tokenizer_path(self) -> Path | None:
+        path = self.path / "tokenizer.json"
+        return path if path.is_file() else None
+
+    @property
+    def model_hash(self) -> str:
+        """sha256 of the weights file: what a bitstream's manifest names its model by."""
+        return self.manifest["files"][WEIGHTS]
+
+
+def open_model_folder(path: Path, verify: bool = True) -> ModelFolder:
+    """Open a converted model folder; verify=True checks every file's sha256 against the manifest."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise UserError(f"{path} is not a tellme model folder (no {MANIFEST}): convert it with tellme convert")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{manifest_path} is not valid JSON ({exc}): re-run tellme convert") from None
+    if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: format {manifest.get('format')!r} v{manifest.get('version')} is not "
+            f"{FORMAT_NAME} v{FORMAT_VERSION}: re-run tellme convert"
+        )
+    if verify:
+        for name, digest in manifest.get("files", {}).items():
+            file = path / name
+            if not file.is_file():
+                raise UserError(f"{path} lacks {name}: re-run tellme convert")
+            if sha256_file(file) != digest:
+                raise UserError(f"{file} does not match its manifest checksum (corrupt?): re-run tellme convert")
+    config = ModelConfig.from_dict(manifest.get("config", {}))
+    return ModelFolder(path=path, manifest=manifest, config=config, weights=SafetensorsFile(path / WEIGHTS))

@@ -1,0 +1,182 @@
+"""Numpy reference forward of a BitNet b1.58 decoder, read top to bottom in one sitting.
+
+It computes what transformers' BitNetForCausalLM computes (float32 RMSNorm and softmax, per-token
+int8 activations, ternary weights), with every ternary matmul done by table lookup (TLMM), as the
+accelerator does. `matmul="naive"` swaps in a plain integer matmul; the two are bit-exact, which
+the tests check. `kv_dtype=np.float16` stores the KV cache as the accelerator does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig
+from .errors import UserError
+from .model_folder import ModelFolder, open_model_folder
+from .packing import unpack_tlmm
+from .quant import act_quant
+from .tlmm import TlmmWeights, naive_matmul
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
+
+
+@dataclass
+class BitLinear:
+    """A ternary linear: y = (xq @ Wq^T) / (s_x * s_w), the integer part by TLMM or naively."""
+
+    weights: TlmmWeights
+    scale: np.float32  # s_w
+    naive: np.ndarray | None = None  # int8 [N, K] when the naive path is selected
+
+    def int_matmul(self, xq: np.ndarray) -> np.ndarray:
+        return self.weights.matmul(xq) if self.naive is None else naive_matmul(xq, self.naive)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        xq, s_x = act_quant(x)
+        return self.int_matmul(xq).astype(np.float32) / (s_x * self.scale)
+
+
+@dataclass
+class Layer:
+    norms: dict[str, np.ndarray]
+    linears: dict[str, BitLinear]
+
+
+class KVCache:
+    """Keys and values of every layer for positions [0, length), in the chosen storage dtype."""
+
+    def __init__(self, config: ModelConfig, max_context: int, dtype: type = np.float32):
+        shape = (config.num_hidden_layers, max_context, config.num_key_value_heads, config.head_dim)
+        self.k = np.zeros(shape, dtype=dtype)
+        self.v = np.zeros(shape, dtype=dtype)
+        self.max_context = max_context
+        self.length = 0
+
+
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+    variance = np.mean(np.square(x), axis=-1, keepdims=True, dtype=np.float32)
+    return weight * (x * (np.float32(1.0) / np.sqrt(variance + np.float32(eps))))
+
+
+def rope_tables(config: ModelConfig, positions: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin [positions, head_dim] in transformers' layout: the frequencies repeated twice."""
+    d = config.head_dim
+    inv_freq = np.float32(1.0) / (np.float32(config.rope_theta) ** (np.arange(0, d, 2, dtype=np.float32) / d))
+    freqs = np.arange(positions, dtype=np.float32)[:, None] * inv_freq[None, :]
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return np.cos(emb), np.sin(emb)
+
+
+def rotate_half(x: np.ndarray) -> np.ndarray:
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def activation(name: str, x: np.ndarray) -> np.ndarray:
+    if name == "relu2":
+        return np.square(np.maximum(x, np.float32(0)))
+    return x / (np.float32(1) + np.exp(-x))  # silu
+
+
+class ReferenceModel:
+    """The model in numpy. forward() appends n tokens to a KV cache: prefill and decode alike."""
+
+    def __init__(self, folder: ModelFolder, matmul: str = "tlmm", kv_dtype: type = np.float32):
+        if matmul not in ("tlmm", "naive"):
+            raise ValueError(f"matmul must be 'tlmm' or 'naive', got {matmul!r}")
+        self.config = c = folder.config
+        self.folder = folder
+        self.kv_dtype = kv_dtype
+        self.embed_tokens = folder.tensor("embed_tokens")
+        self.lm_head = self.embed_tokens if c.tie_word_embeddings else folder.tensor("lm_head")
+        self.norm = folder.tensor("norm")
+        shapes = c.linear_shapes()
+        self.layers: list[Layer] = []
+        for i in range(c.num_hidden_layers):
+            linears = {}
+            for name in PROJECTIONS:
+                packed = folder.tensor(f"layers.{i}.{name}.tlmm")
+                k = shapes[name][1]
+                naive = unpack_tlmm(packed, k) if matmul == "naive" else None
+                scale = np.float32(folder.tensor(f"layers.{i}.{name}.scale")[0])
+                linears[name] = BitLinear(TlmmWeights(packed, k), scale, naive)
+            norms = {name: folder.tensor(f"layers.{i}.{name}") for name in NORMS}
+            self.layers.append(Layer(norms, linears))
+        self.cos, self.sin = rope_tables(c, c.max_position_embeddings)
+
+    @classmethod
+    def load(cls, model_dir: Path | str, **kwargs) -> ReferenceModel:
+        return cls(open_model_folder(Path(model_dir)), **kwargs)
+
+    def new_cache(self, max_context: int | None = None) -> KVCache:
+        size = max_context or self.config.max_position_embeddings
+        if size > self.config.max_position_embeddings:
+            raise UserError(
+                f"context {size} exceeds the model's max_position_embeddings "
+                f"({self.config.max_position_embeddings})"
+            )
+        return KVCache(self.config, size, self.kv_dtype)
+
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        ids = np.asarray(tokens, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
+            raise UserError(f"token ids must lie in [0, {self.config.vocab_size})")
+        return self.embed_tokens[ids]
+
+    def attention(self, layer: int, x: np.ndarray, cache: KVCache) -> np.ndarray:
+        c, lin = self.config, self.layers[layer].linears
+        n, start = x.shape[0], cache.length
+        q = lin["q_proj"](x).reshape(n, c.num_attention_heads, c.head_dim)
+        k = lin["k_proj"](x).reshape(n, c.num_key_value_heads, c.head_dim)
+        v = lin["v_proj"](x).reshape(n, c.num_key_value_heads, c.head_dim)
+        cos = self.cos[start : start + n, None, :]
+        sin = self.sin[start : start + n, None, :]
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        cache.k[layer, start : start + n] = k
+        cache.v[layer, start : start + n] = v
+        group = c.num_attention_heads // c.num_key_value_heads
+        keys = np.repeat(cache.k[layer, : start + n].astype(np.float32), group, axis=1)  # [t, H, d]
+        values = np.repeat(cache.v[layer, : start + n].astype(np.float32), group, axis=1)
+        scores = np.einsum("nhd,thd->hnt", q, keys) * np.float32(c.head_dim**-0.5)
+        causal = np.arange(start + n)[None, :] > (start + np.arange(n))[:, None]  # [n, t]
+        scores = np.where(causal[None], np.float32(-np.inf), scores)
+        out = np.einsum("hnt,thd->nhd", softmax(scores), values)
+        return out.reshape(n, c.q_size)
+
+    def forward(self, tokens: list[int], cache: KVCache) -> np.ndarray:
+        """Run n tokens at positions [cache.length, +n); returns final-normed hidden states [n, hidden]."""
+        c = self.config
+        n = len(tokens)
+        if cache.length + n > cache.max_context:
+            raise UserError(
+                f"{cache.length + n} tokens exceed the context of {cache.max_context}: "
+                "shorten the prompt or lower --max-new-tokens"
+            )
+        h = self.embed(tokens)
+        for i, layer in enumerate(self.layers):
+            norms, lin = layer.norms, layer.linears
+            a = self.attention(i, rms_norm(h, norms["input_layernorm"], c.rms_norm_eps), cache)
+            h = h + lin["o_proj"](rms_norm(a, norms["attn_sub_norm"], c.rms_norm_eps))
+            x = rms_norm(h, norms["post_attention_layernorm"], c.rms_norm_eps)
+            m = activation(c.hidden_act, lin["gate_proj"](x)) * lin["up_proj"](x)
+            h = h + lin["down_proj"](rms_norm(m, norms["ffn_sub_norm"], c.rms_norm_eps))
+        cache.length += n
+        return rms_norm(h, self.norm, c.rms_norm_eps)
+
+    def lm_head_logits(self, hidden: np.ndarray) -> np.ndarray:
+        return hidden @ self.lm_head.T
+
+    def logits(self, tokens: list[int]) -> np.ndarray:
+        """float32 logits [n, vocab] for every position of a fresh sequence."""
+        cache = self.new_cache(max(len(tokens), 1))
+        return self.lm_head_logits(self.forward(list(tokens), cache))

@@ -1,0 +1,50 @@
+"""`tellme run` streams text and reports its speed; the package installs only under tellme/."""
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+CLI = [sys.executable, "-m", "tellme.host.cli"]
+
+
+def test_run_streams_and_reports_stats(bitlinear_model):
+    result = subprocess.run(
+        [*CLI, "run", "--model", str(bitlinear_model.model_dir), "--prompt", "And the table",
+         "--max-new-tokens", "12"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    assert result.stdout.startswith("And the table")
+    assert len(result.stdout.strip()) > len("And the table")
+    for figure in ("TTFT", "prefill", "decode", "tok/s"):
+        assert figure in result.stderr
+
+
+@pytest.mark.parametrize("flags", [["--temperature", "0.9", "--seed", "3"],
+                                   ["--temperature", "1.0", "--top-k", "5", "--top-p", "0.9", "--seed", "3"]])
+def test_sampling_is_reproducible_with_a_seed(bitlinear_model, flags):
+    cmd = [*CLI, "run", "--model", str(bitlinear_model.model_dir), "--prompt", "the", "--max-new-tokens", "10",
+           *flags]
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert first == second
+
+
+def test_wheel_installs_only_the_tellme_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), "."], check=True, cwd=str(Path(__file__).parents[1]))
+    wheel = next(tmp_path.glob("tellme_hls-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"tellme"}, top_level
+    for module in ("tellme/host/cli.py", "tellme/models/reference.py", "tellme/hls/__init__.py"):
+        assert module in names
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
+    help_text = subprocess.run([str(venv / "bin" / "tellme"), "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    for command in ("convert", "logits", "run", "hls"):
+        assert command in help_text
