@@ -12,7 +12,10 @@ REPLACEMENT_CHAR = "\ufffd"
 class Tokenizer:
     def __init__(self, path: Path | None):
         if path is None:
-            raise UserError("the model folder has no tokenizer.json: copy the checkpoint's tokenizer.json into it and re-run tellme convert")
+            raise UserError(
+                "the model folder has no tokenizer.json: put the checkpoint's tokenizer.json beside its "
+                "config.json and re-run tellme convert"
+            )
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
