@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
 

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from tellme.models.errors import UserError
 
 from .backends import open_backend

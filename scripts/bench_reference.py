@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import best_of, machine, save_json  # noqa: E402
+
 from tellme.models.convert import convert_checkpoint  # noqa: E402
 from tellme.models.reference import ReferenceModel  # noqa: E402
 from tellme.models.synthetic import Shape, write_random_checkpoint  # noqa: E402

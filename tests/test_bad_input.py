@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
+
 from tellme.models.synthetic import Shape, write_random_checkpoint
 
 CLI = [sys.executable, "-m", "tellme.host.cli"]

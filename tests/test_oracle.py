@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 from oracle_utils import assert_oracle_close, hf_greedy, hf_logits, load_oracle
+
 from tellme.models.reference import ReferenceModel
 
 POSITIONS = 72

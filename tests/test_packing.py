@@ -4,6 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from tellme.models import packing
 from tellme.models.tlmm import TlmmWeights, build_tables, naive_matmul
 
