@@ -1,0 +1,65 @@
+"""`tellme hls`: a converted model + a board preset (+ overrides) -> a self-contained HLS project."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from pathlib import Path
+
+from tellme.models.errors import UserError
+
+from .boards import board_config, get_board
+from .config import AcceleratorConfig
+from .golden import make_golden
+from .model_layer import read_layer, read_sizes
+from .project import write_project
+
+GOLDEN_LAYER = 0
+GOLDEN_PROJ = "gate_proj"
+GOLDEN_TOKENS = 2
+
+
+def resolve_model_dir(model: str | None) -> Path:
+    """--model, else the bundled default model when the installed package has one."""
+    if model:
+        return Path(model)
+    try:
+        default = importlib.import_module("tellme.models.default")
+    except ModuleNotFoundError as exc:
+        if exc.name != "tellme.models.default":
+            raise
+        default = None
+    path = getattr(default, "default_model_dir", lambda: None)() if default else None
+    if path is None or not Path(path).is_dir():
+        raise UserError("no --model given and no bundled default model: pass --model DIR (from tellme convert)")
+    return Path(path)
+
+
+def configure(board: str, model_dir: Path, overrides: list[str]) -> AcceleratorConfig:
+    """Board preset sized for the model (largest layer), then the user's overrides, which must still fit."""
+    sizes = read_sizes(model_dir)
+    config = board_config(board, overrides, max_k=sizes.max_k, max_n=sizes.max_n)
+    if config.max_k < sizes.max_k or config.max_n < sizes.max_n:
+        raise UserError(
+            f"max_k={config.max_k}, max_n={config.max_n} are too small for the model's layers "
+            f"(need {sizes.max_k}, {sizes.max_n}): drop those --set overrides"
+        )
+    return config
+
+
+def hls_command(args: argparse.Namespace) -> int:
+    get_board(args.board)  # an unknown board is reported before anything else
+    model_dir = resolve_model_dir(args.model)
+    config = configure(args.board, model_dir, list(args.set))
+    layer = read_layer(model_dir, GOLDEN_LAYER, GOLDEN_PROJ)
+    golden = make_golden(
+        layer.packed, layer.k, layer.scale, config,
+        source=f"{layer.name} of {model_dir.resolve().name} (K={layer.k}, N={layer.n}), random activations",
+        tokens=GOLDEN_TOKENS,
+    )
+    out = write_project(Path(args.out), config, golden, force=args.force)
+    print(
+        f"wrote {out}: top {config.top} for {config.board} ({config.part}, {config.clock_mhz:g} MHz), "
+        f"testbench on {layer.name} K={layer.k} N={layer.n}"
+    )
+    return 0

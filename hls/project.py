@@ -1,0 +1,115 @@
+"""The HLS project writer: kernel headers copied verbatim, config/top/testbench/TCL/README rendered from
+jinja2 templates, golden vectors from numpy; written into a temp folder beside OUT, then renamed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from tellme.models.errors import UserError
+
+from .config import AP_INT_MAX_W, AcceleratorConfig
+from .golden import Golden
+
+# project path -> file under hls/kernels, copied verbatim
+STATIC_FILES = {
+    "src/tlmm.h": "tlmm.h",
+    "tb/tb_io.h": "tb_io.h",
+    "tb/csim_bridge.cpp": "csim_bridge.cpp",
+}
+# project path -> template under hls/templates
+DESIGN_TEMPLATES = {"src/config.h": "config.h.j2", "src/top.cpp": "top.cpp.j2"}
+PROJECT_TEMPLATES = {"tb/tb_main.cpp": "tb_main.cpp.j2", "run_hls.tcl": "run_hls.tcl.j2", "README.md": "README.md.j2"}
+PROJECT_NAME = "tellme_tlmm"
+
+
+def _package_text(folder: str, name: str) -> str:
+    return resources.files("tellme.hls").joinpath(folder, name).read_text()
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: _package_text("templates", name)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def _context(config: AcceleratorConfig) -> dict:
+    axi_bytes = config.axi_width // 8
+    depth = {
+        "weights": config.max_n * config.max_cycles * config.line_words,
+        "x": -(-config.max_k // axi_bytes),
+        "y": config.max_n,
+    }
+    params = [("board", config.board), ("part", config.part), ("clock_mhz", config.clock_mhz)]
+    params += [(key, getattr(config, key)) for key in ("axi_width", "max_context", "max_k", "max_n", "top")]
+    params += [(f"tlmm.{key}", value) for key, value in vars(config.tlmm).items()]
+    return {
+        "cfg": config,
+        "ap_int_max_w": AP_INT_MAX_W,
+        "depth": depth,
+        "params": params,
+        "project_name": PROJECT_NAME,
+    }
+
+
+def design_sources(config: AcceleratorConfig) -> dict[str, str]:
+    """The design and the C-sim bridge (what tellme.hls.csim compiles): project path -> text."""
+    env = _environment()
+    context = _context(config)
+    files = {path: _package_text("kernels", name) for path, name in STATIC_FILES.items()}
+    files.update({path: env.get_template(name).render(context) for path, name in DESIGN_TEMPLATES.items()})
+    return files
+
+
+def project_files(config: AcceleratorConfig, golden: Golden) -> dict[str, str | bytes]:
+    """Every file of a project: project path -> text or bytes."""
+    env = _environment()
+    context = {**_context(config), "golden": golden}
+    files: dict[str, str | bytes] = dict(design_sources(config))
+    files.update({path: env.get_template(name).render(context) for path, name in PROJECT_TEMPLATES.items()})
+    files["config.json"] = config.to_json() + "\n"
+    files.update({f"tb/data/{name}": data for name, data in golden.files().items()})
+    return files
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Put a finished folder at out; an existing out is removed only once tmp is complete."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out)
+
+
+def write_project(out: Path, config: AcceleratorConfig, golden: Golden, force: bool = False) -> Path:
+    """Write the project atomically; an existing out is refused unless force."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists: choose another folder or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the project should not be
+    try:
+        for rel, content in project_files(config, golden).items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
