@@ -16,6 +16,7 @@ HANDLERS: dict[str, str] = {
     "logits": "tellme.host.commands:logits_command",
     "run": "tellme.host.commands:run_command",
     "hls": "tellme.hls.commands:hls_command",
+    "build": "tellme.hls.build:build_command",
 }
 
 EXIT_USER_ERROR = 2
@@ -69,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
+
+    p = sub.add_parser("build", help="build a bitstream with Vitis HLS and Vivado (or --dry-run)")
+    _add_model_arg(p)
+    p.add_argument("--board", default="kv260", help="kv260 | zcu104 | pynq-z2 (default: kv260)")
+    p.add_argument("--out", default=None, help="design folder (default: bitstreams/<board>/<design>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="write and check everything, run no Xilinx tool")
+    p.add_argument("--force", action="store_true", help="replace an existing design folder")
     return parser
 
 
