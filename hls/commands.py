@@ -10,6 +10,7 @@ from tellme.models.errors import UserError
 
 from .boards import board_config, get_board
 from .config import AcceleratorConfig
+from .decoder_design import load_spec, make_decoder_golden
 from .golden import make_golden
 from .model_layer import read_layer, read_sizes
 from .project import write_project
@@ -57,9 +58,12 @@ def hls_command(args: argparse.Namespace) -> int:
         source=f"{layer.name} of {model_dir.resolve().name} (K={layer.k}, N={layer.n}), random activations",
         tokens=GOLDEN_TOKENS,
     )
-    out = write_project(Path(args.out), config, golden, force=args.force)
+    folder, spec = load_spec(model_dir, config)
+    decoder_golden = make_decoder_golden(folder, spec, config)
+    out = write_project(Path(args.out), config, golden, spec, decoder_golden, force=args.force)
     print(
         f"wrote {out}: top {config.top} for {config.board} ({config.part}, {config.clock_mhz:g} MHz), "
-        f"testbench on {layer.name} K={layer.k} N={layer.n}"
+        f"{spec.config.num_hidden_layers} layers, context {spec.max_context}; testbenches: decoder on "
+        f"{decoder_golden.n} tokens, TLMM on {layer.name} K={layer.k} N={layer.n}"
     )
     return 0

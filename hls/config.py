@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import typing
 from dataclasses import dataclass, field
 
@@ -16,7 +15,7 @@ AP_INT_MAX_W = 4096  # widest ap_uint allowed; t <= 64 keeps every kernel type w
 AXI_WIDTHS = (32, 64, 128, 256, 512)
 TABLE_MODES = ("full", "half")
 WEIGHT_STORAGES = ("uram", "bram")
-_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+TOPS = ("tellme_top", "tellme_tlmm_top")  # the whole decoder; the TLMM engine alone
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -62,7 +61,7 @@ class AcceleratorConfig:
     max_context: int = 1024  # positions the KV cache holds (used by the decoder top)
     max_k: int = 4096  # largest in_features of any layer
     max_n: int = 4096  # largest out_features of any layer
-    top: str = "tellme_tlmm_top"
+    top: str = "tellme_top"  # the synthesised top: tellme_top (decoder) or tellme_tlmm_top (engine)
     tlmm: TlmmParams = field(default_factory=TlmmParams)
 
     def __post_init__(self) -> None:
@@ -77,8 +76,8 @@ class AcceleratorConfig:
         for name in ("max_context", "max_k", "max_n"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be positive")
-        if not _C_IDENTIFIER.match(self.top):
-            raise UserError(f"top={self.top!r}: the top function name must be a C identifier")
+        if self.top not in TOPS:
+            raise UserError(f"top={self.top!r}: use one of {', '.join(TOPS)}")
         if self.tile_rows < 1:
             raise UserError(
                 f"tlmm.weight_buffer_depth={self.tlmm.weight_buffer_depth} cannot hold one row of "

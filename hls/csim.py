@@ -23,9 +23,12 @@ from .layout import ddr_weights
 from .project import design_sources
 
 LIBRARY = "libtellme_csim.so"
-TESTBENCH = "tb_tlmm"
-LIBRARY_UNITS = ["src/top.cpp", "tb/csim_bridge.cpp"]
-TESTBENCH_UNITS = ["src/top.cpp", "tb/tb_main.cpp"]
+LIBRARY_UNITS = ["src/tlmm_top.cpp", "tb/csim_bridge.cpp"]
+# testbench -> (translation units, binary, golden data folder)
+TESTBENCHES = {
+    "decoder": (["src/top.cpp", "tb/tb_decoder.cpp"], "tb_decoder", "tb/data/decoder"),
+    "tlmm": (["src/tlmm_top.cpp", "tb/tb_tlmm.cpp"], "tb_tlmm", "tb/data/tlmm"),
+}
 _SOURCE_SUFFIXES = (".h", ".cpp")
 _RC_MESSAGES = {1: "the top refused the shape (K must be 1..max_k, N at most max_n)",
                 2: "the weight buffer size does not match K and N"}
@@ -129,26 +132,31 @@ class TlmmSim:
         return self.run_lines(ddr_weights(packed, k, self.config), k, xq, s_x, s_w)
 
 
-def build_testbench(project_dir: Path, *, sanitize: bool = False, cache_dir: Path | None = None) -> Path:
-    """The project's testbench as a standalone binary (cached like the library)."""
+def build_testbench(
+    project_dir: Path, which: str = "tlmm", *, sanitize: bool = False, cache_dir: Path | None = None
+) -> Path:
+    """One of the project's testbenches (TESTBENCHES) as a standalone binary (cached like the library)."""
+    units, binary, _ = TESTBENCHES[which]
     flags = toolchain.SANITIZE_FLAGS if sanitize else toolchain.BASE_FLAGS
-    label = "testbench with ASan/UBSan" if sanitize else "testbench"
+    label = f"{which} testbench" + (" with ASan/UBSan" if sanitize else "")
     return toolchain.build(
-        _project_sources(project_dir), TESTBENCH_UNITS, output=TESTBENCH, flags=flags, cache_dir=cache_dir,
-        label=label,
+        _project_sources(project_dir), units, output=binary, flags=flags, cache_dir=cache_dir, label=label,
     )
 
 
 def run_testbench(
-    project_dir: Path, *, sanitize: bool = False, cache_dir: Path | None = None, timeout: float = 900
+    project_dir: Path, which: str = "tlmm", *, sanitize: bool = False, cache_dir: Path | None = None,
+    timeout: float = 900,
 ) -> subprocess.CompletedProcess:
-    """Build and run the testbench on the project's golden vectors; returncode 0 means bit-exact."""
-    binary = build_testbench(project_dir, sanitize=sanitize, cache_dir=cache_dir)
+    """Build and run a testbench on the project's golden vectors; returncode 0 means it passed
+    (bit-exact for the TLMM engine, within float rounding of the reference for the decoder)."""
+    binary = build_testbench(project_dir, which, sanitize=sanitize, cache_dir=cache_dir)
+    data = TESTBENCHES[which][2]
     env = dict(os.environ)
     if sanitize:
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
     return subprocess.run(
-        [str(binary), str(Path(project_dir).resolve() / "tb" / "data")],
+        [str(binary), str(Path(project_dir).resolve() / data)],
         capture_output=True, text=True, env=env, timeout=timeout, check=False,
     )

@@ -14,6 +14,7 @@ import jinja2
 from tellme.models.errors import UserError
 
 from .config import AP_INT_MAX_W, AcceleratorConfig
+from .decoder_design import DecoderGolden, DecoderSpec
 from .golden import Golden
 
 # project path -> file under hls/kernels, copied verbatim
@@ -22,10 +23,24 @@ STATIC_FILES = {
     "tb/tb_io.h": "tb_io.h",
     "tb/csim_bridge.cpp": "csim_bridge.cpp",
 }
+# the decoder's kernels and C-sim bridge, present when the design is generated for a model
+DECODER_STATIC_FILES = {
+    "src/fp16.h": "fp16.h",
+    "src/elementwise.h": "elementwise.h",
+    "src/attention.h": "attention.h",
+    "src/decoder.h": "decoder.h",
+    "tb/csim_decoder.cpp": "csim_decoder.cpp",
+}
 # project path -> template under hls/templates
-DESIGN_TEMPLATES = {"src/config.h": "config.h.j2", "src/top.cpp": "top.cpp.j2"}
-PROJECT_TEMPLATES = {"tb/tb_main.cpp": "tb_main.cpp.j2", "run_hls.tcl": "run_hls.tcl.j2", "README.md": "README.md.j2"}
-PROJECT_NAME = "tellme_tlmm"
+DESIGN_TEMPLATES = {"src/config.h": "config.h.j2", "src/tlmm_top.cpp": "tlmm_top.cpp.j2"}
+DECODER_TEMPLATES = {"src/top.cpp": "top.cpp.j2"}
+PROJECT_TEMPLATES = {
+    "tb/tb_tlmm.cpp": "tb_tlmm.cpp.j2",
+    "tb/tb_decoder.cpp": "tb_decoder.cpp.j2",
+    "run_hls.tcl": "run_hls.tcl.j2",
+    "README.md": "README.md.j2",
+}
+PROJECT_NAME = "tellme"
 
 
 def _package_text(folder: str, name: str) -> str:
@@ -40,7 +55,7 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def _context(config: AcceleratorConfig) -> dict:
+def _context(config: AcceleratorConfig, model: DecoderSpec | None = None) -> dict:
     axi_bytes = config.axi_width // 8
     depth = {
         "weights": config.max_n * config.max_cycles * config.line_words,
@@ -56,26 +71,33 @@ def _context(config: AcceleratorConfig) -> dict:
         "depth": depth,
         "params": params,
         "project_name": PROJECT_NAME,
+        "model": model,
     }
 
 
-def design_sources(config: AcceleratorConfig) -> dict[str, str]:
-    """The design and the C-sim bridge (what tellme.hls.csim compiles): project path -> text."""
+def design_sources(config: AcceleratorConfig, model: DecoderSpec | None = None) -> dict[str, str]:
+    """The design and the C-sim bridges (what tellme.hls.csim compiles): project path -> text.
+    Without a model only the TLMM engine and its standalone top are generated."""
     env = _environment()
-    context = _context(config)
-    files = {path: _package_text("kernels", name) for path, name in STATIC_FILES.items()}
-    files.update({path: env.get_template(name).render(context) for path, name in DESIGN_TEMPLATES.items()})
+    context = _context(config, model)
+    statics = {**STATIC_FILES, **(DECODER_STATIC_FILES if model else {})}
+    templates = {**DESIGN_TEMPLATES, **(DECODER_TEMPLATES if model else {})}
+    files = {path: _package_text("kernels", name) for path, name in statics.items()}
+    files.update({path: env.get_template(name).render(context) for path, name in templates.items()})
     return files
 
 
-def project_files(config: AcceleratorConfig, golden: Golden) -> dict[str, str | bytes]:
+def project_files(
+    config: AcceleratorConfig, golden: Golden, model: DecoderSpec, decoder_golden: DecoderGolden
+) -> dict[str, str | bytes]:
     """Every file of a project: project path -> text or bytes."""
     env = _environment()
-    context = {**_context(config), "golden": golden}
-    files: dict[str, str | bytes] = dict(design_sources(config))
+    context = {**_context(config, model), "golden": golden, "decoder_golden": decoder_golden}
+    files: dict[str, str | bytes] = dict(design_sources(config, model))
     files.update({path: env.get_template(name).render(context) for path, name in PROJECT_TEMPLATES.items()})
     files["config.json"] = config.to_json() + "\n"
-    files.update({f"tb/data/{name}": data for name, data in golden.files().items()})
+    files.update({f"tb/data/tlmm/{name}": data for name, data in golden.files().items()})
+    files.update({f"tb/data/decoder/{name}": data for name, data in decoder_golden.files().items()})
     return files
 
 
@@ -90,7 +112,10 @@ def _swap_in(tmp: Path, out: Path) -> None:
         tmp.rename(out)
 
 
-def write_project(out: Path, config: AcceleratorConfig, golden: Golden, force: bool = False) -> Path:
+def write_project(
+    out: Path, config: AcceleratorConfig, golden: Golden, model: DecoderSpec, decoder_golden: DecoderGolden,
+    force: bool = False,
+) -> Path:
     """Write the project atomically; an existing out is refused unless force."""
     out = Path(out)
     if out.exists() and not force:
@@ -101,7 +126,7 @@ def write_project(out: Path, config: AcceleratorConfig, golden: Golden, force: b
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the project should not be
     try:
-        for rel, content in project_files(config, golden).items():
+        for rel, content in project_files(config, golden, model, decoder_golden).items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, bytes):

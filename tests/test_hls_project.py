@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
 from tellme.hls import project as project_module
 from tellme.hls.boards import BOARDS, board_config
@@ -19,8 +18,9 @@ from tellme.hls.config import AP_INT_MAX_W, AcceleratorConfig, apply_overrides
 from tellme.hls.csim import TlmmSim, run_testbench
 from tellme.hls.model_layer import read_layer, read_sizes
 from tellme.host.cli import main
+from tellme.models.convert import convert_checkpoint
 from tellme.models.errors import UserError
-from tellme.models.packing import pack_tlmm
+from tellme.models.synthetic import Shape, write_random_checkpoint
 
 SIZES = dict(hidden_size=100, intermediate_size=130, num_attention_heads=2, num_key_value_heads=1, head_dim=50)
 PROJS = {"q_proj": (100, 100), "k_proj": (50, 100), "v_proj": (50, 100), "o_proj": (100, 100),
@@ -29,19 +29,13 @@ PROJS = {"q_proj": (100, 100), "k_proj": (50, 100), "v_proj": (50, 100), "o_proj
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """A one-layer model folder in the converted format (manifest.json + weights.safetensors)."""
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    path.mkdir()
-    config = dict(SIZES, vocab_size=64, num_hidden_layers=1)
-    manifest = {"format": "tellme-model", "version": 1, "config": config, "files": {}}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    rng = np.random.default_rng(7)
-    tensors = {}
-    for proj, (n, k) in PROJS.items():
-        tensors[f"layers.0.{proj}.tlmm"] = pack_tlmm(rng.integers(-1, 2, (n, k)))
-        tensors[f"layers.0.{proj}.scale"] = np.array([1.3 + n / 1000], dtype=np.float32)
-    save_file(tensors, str(path / "weights.safetensors"))
-    return path
+    """A converted one-layer model (sizes SIZES: no dimension a multiple of 84, GQA 2:1)."""
+    root = tmp_path_factory.mktemp("models")
+    shape = Shape(vocab_size=300, hidden_size=SIZES["hidden_size"], intermediate_size=SIZES["intermediate_size"],
+                  num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
+    checkpoint = write_random_checkpoint(root / "hf", "online", shape, seed=7)
+    convert_checkpoint(checkpoint, root / "tiny", quiet=True)
+    return root / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -60,24 +54,27 @@ def test_project_files(project):
     names = {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
     assert names == {
         "README.md", "config.json", "run_hls.tcl", "src/config.h", "src/tlmm.h", "src/top.cpp",
-        "tb/tb_main.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp",
-        "tb/data/weights.bin", "tb/data/x.bin", "tb/data/s_x.bin", "tb/data/s_w.bin", "tb/data/y.bin",
+        "src/tlmm_top.cpp", "src/decoder.h", "src/elementwise.h", "src/attention.h", "src/fp16.h",
+        "tb/tb_tlmm.cpp", "tb/tb_decoder.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp", "tb/csim_decoder.cpp",
+        "tb/data/tlmm/weights.bin", "tb/data/tlmm/x.bin", "tb/data/tlmm/s_x.bin", "tb/data/tlmm/s_w.bin",
+        "tb/data/tlmm/y.bin", "tb/data/decoder/weights.bin", "tb/data/decoder/params.bin",
+        "tb/data/decoder/hidden_in.bin", "tb/data/decoder/hidden_out.bin",
     }
     kernel = Path(project_module.__file__).parent / "kernels" / "tlmm.h"
     assert (project / "src" / "tlmm.h").read_text() == kernel.read_text()  # copied verbatim
     config = json.loads((project / "config.json").read_text())
     assert (config["max_k"], config["max_n"]) == (130, 130)  # sized by the model's largest layers
-    assert "layers.0.gate_proj" in (project / "tb" / "tb_main.cpp").read_text()
+    assert "layers.0.gate_proj" in (project / "tb" / "tb_tlmm.cpp").read_text()
     assert not list(project.parent.glob(".kv260.*"))  # no temp folders left beside OUT
 
 
 def test_golden_vectors_come_from_the_model(project, model_dir):
     layer = read_layer(model_dir, 0, "gate_proj")
     sim = TlmmSim.from_project(project)
-    x = np.fromfile(project / "tb" / "data" / "x.bin", dtype=np.int8).reshape(2, layer.k)
-    s_x = np.fromfile(project / "tb" / "data" / "s_x.bin", dtype=np.float32)
-    y = np.fromfile(project / "tb" / "data" / "y.bin", dtype=np.float32).reshape(2, layer.n)
-    assert np.fromfile(project / "tb" / "data" / "s_w.bin", dtype=np.float32)[0] == layer.scale
+    x = np.fromfile(project / "tb" / "data" / "tlmm" / "x.bin", dtype=np.int8).reshape(2, layer.k)
+    s_x = np.fromfile(project / "tb" / "data" / "tlmm" / "s_x.bin", dtype=np.float32)
+    y = np.fromfile(project / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32).reshape(2, layer.n)
+    assert np.fromfile(project / "tb" / "data" / "tlmm" / "s_w.bin", dtype=np.float32)[0] == layer.scale
     np.testing.assert_array_equal(sim.matmul(layer.packed, layer.k, x, s_x, layer.scale).view(np.uint32),
                                   y.view(np.uint32))
 
@@ -97,9 +94,9 @@ def test_testbench_passes_under_asan_and_ubsan(project, cache):
 def test_testbench_fails_on_a_mismatch(project, cache, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(project, broken)
-    y = np.fromfile(broken / "tb" / "data" / "y.bin", dtype=np.float32)
+    y = np.fromfile(broken / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32)
     y[5] = np.nextafter(y[5], np.float32(np.inf))  # one ulp off
-    y.tofile(broken / "tb" / "data" / "y.bin")
+    y.tofile(broken / "tb" / "data" / "tlmm" / "y.bin")
     result = run_testbench(broken, cache_dir=cache)
     assert result.returncode != 0
     assert "FAIL: 1 of" in result.stdout
@@ -109,7 +106,7 @@ def test_run_hls_tcl_names_part_clock_top(project):
     tcl = (project / "run_hls.tcl").read_text()
     assert "set_part xck26-sfvc784-2LV-c" in tcl
     assert re.search(r"create_clock -period 4\.0\b", tcl)
-    assert "set_top tellme_tlmm_top" in tcl
+    assert "set_top tellme_top" in tcl
     for command in ("csim_design", "csynth_design", "cosim_design", "export_design"):
         assert command in tcl
 
@@ -141,10 +138,10 @@ def _run_tcl(script: Path, tmp_path: Path, env: dict | None = None) -> list[str]
 def test_run_hls_tcl_under_tclsh(project, tmp_path):
     calls = _run_tcl(project / "run_hls.tcl", tmp_path)
     names = [line.split()[0] for line in calls]
-    assert names == ["open_project", "set_top", "add_files", "add_files", "add_files", "add_files",
-                     "open_solution", "set_part", "create_clock", "config_export",
-                     "csim_design", "csynth_design", "cosim_design", "export_design"]
-    assert "set_top tellme_tlmm_top" in calls
+    assert names == ["open_project", "set_top"] + ["add_files"] * 8 + [
+        "open_solution", "set_part", "create_clock", "config_export",
+        "csim_design", "csynth_design", "cosim_design", "export_design"]
+    assert "set_top tellme_top" in calls
     assert "set_part xck26-sfvc784-2LV-c" in calls
     assert "create_clock -period 4.0 -name default" in calls
     for call in calls:
@@ -152,7 +149,9 @@ def test_run_hls_tcl_under_tclsh(project, tmp_path):
         if tokens[0] == "add_files":
             assert Path(tokens[2] if tokens[1] == "-tb" else tokens[1]).is_file()
     data = [c for c in calls if c.startswith("csim_design")][0].split()[-1]
-    assert Path(data) == (project / "tb" / "data").resolve()
+    assert Path(data) == (project / "tb" / "data" / "decoder").resolve()
+    added = {Path(c.split()[2 if c.split()[1] == "-tb" else 1]).name for c in calls if c.startswith("add_files")}
+    assert {"top.cpp", "decoder.h", "tlmm.h", "tb_decoder.cpp"} <= added
 
 
 def test_run_hls_tcl_steps_can_be_chosen(project, tmp_path):
@@ -261,7 +260,7 @@ def test_config_round_trip_and_validation():
         apply_overrides(config, ["tlmm.weight_buffer_depth=3"])
     with pytest.raises(UserError, match="only 3"):
         apply_overrides(config, ["tlmm.g=2"])
-    with pytest.raises(UserError, match="C identifier"):
+    with pytest.raises(UserError, match="tellme_top, tellme_tlmm_top"):
         apply_overrides(config, ["top=1top"])
 
 

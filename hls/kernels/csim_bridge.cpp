@@ -37,7 +37,7 @@ TELLME_EXPORT int tellme_csim_tlmm(const uint8_t *weights, size_t weight_bytes, 
     for (unsigned i = 0; i < m; i++) {
         const std::vector<tlmm_ty::word_t> acts = tellme_tb::to_words<tellme::tlmm_config::axi_width>(
             reinterpret_cast<const uint8_t *>(xq + size_t(i) * k), k);
-        const int rc = TELLME_TOP(words.data(), acts.data(), s_x[i], s_w, y + size_t(i) * n, k, n);
+        const int rc = tellme_tlmm_top(words.data(), acts.data(), s_x[i], s_w, y + size_t(i) * n, k, n);
         if (rc) return rc;
     }
     return 0;

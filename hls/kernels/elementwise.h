@@ -18,11 +18,9 @@ static const float ACT_SCALE_FLOOR = 1e-5f;
 
 enum activation_t { ACT_RELU2 = 0, ACT_SILU = 1 };
 
-// y = w * (x / sqrt(mean(x^2) + eps)); then s = 127 / max|y| and yq = clamp(round(y * s), -128, 127).
-// The mean is accumulated in double: closer to the exact value than any float32 summation order.
-template <unsigned DIM>
-void rmsnorm_quant(const float x[DIM], const float weight[DIM], float eps, unsigned n, float y[DIM],
-                   int8_t yq[DIM], float &scale) {
+// y = w * (x / sqrt(mean(x^2) + eps)). The mean is accumulated in double: closer to the exact value
+// than any float32 summation order, so it stays within float rounding of the reference.
+template <unsigned DIM> void rmsnorm(const float x[DIM], const float weight[DIM], float eps, unsigned n, float y[DIM]) {
     double sum_sq = 0.0;
 sum_sq_loop:
     for (unsigned i = 0; i < n; i++) {
@@ -31,11 +29,19 @@ sum_sq_loop:
     }
     const float variance = (float)(sum_sq / n);
     const float inv_rms = 1.0f / std::sqrt(variance + eps);
-    float peak = 0.0f;
 norm_loop:
     for (unsigned i = 0; i < n; i++) {
 #pragma HLS PIPELINE II = 1
         y[i] = weight[i] * (x[i] * inv_rms);
+    }
+}
+
+// s = 127 / max|y| (floored at 1e-5) and yq = clamp(round(y * s), -128, 127), per token.
+template <unsigned DIM> void absmax_quant(const float y[DIM], unsigned n, int8_t yq[DIM], float &scale) {
+    float peak = 0.0f;
+peak_loop:
+    for (unsigned i = 0; i < n; i++) {
+#pragma HLS PIPELINE II = 1
         const float a = std::fabs(y[i]);
         peak = a > peak ? a : peak;
     }
@@ -47,6 +53,14 @@ quant_loop:
         r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
         yq[i] = (int8_t)r;
     }
+}
+
+// The fused unit in front of every ternary matmul: RMSNorm, then int8 quantisation of its output.
+template <unsigned DIM>
+void rmsnorm_quant(const float x[DIM], const float weight[DIM], float eps, unsigned n, float y[DIM],
+                   int8_t yq[DIM], float &scale) {
+    rmsnorm<DIM>(x, weight, eps, n, y);
+    absmax_quant<DIM>(y, n, yq, scale);
 }
 
 template <unsigned DIM> void residual_add(float h[DIM], const float y[DIM], unsigned n) {

@@ -29,6 +29,8 @@
 #ifndef TELLME_TLMM_H
 #define TELLME_TLMM_H
 
+#include <stdint.h>
+
 #include "ap_int.h"
 
 // Pragmas whose arguments come from config.h macros: _Pragma after macro expansion.
@@ -273,17 +275,13 @@ ROWS:
     }
 }
 
-// One layer for one token: y[n] = (x[k] . W[n, :]) / (s_x * s_w). Returns 0, or 1 when k or n is
-// outside what the buffers were sized for (k in [1, max_k], n <= max_n).
+// The engine proper, for one token whose activations are in xbuf: build the table once, then stream
+// the matrix through the weight banks a tile of rows at a time. y[r] = acc_r / (s_x * s_w).
 template <class CONFIG_T>
-int tlmm_layer(const typename tlmm_types<CONFIG_T>::word_t *weights,
-               const typename tlmm_types<CONFIG_T>::word_t *x, float s_x, float s_w, float *y, unsigned k,
-               unsigned n) {
+void tlmm_compute(const typename tlmm_types<CONFIG_T>::act_t xbuf[][tlmm_types<CONFIG_T>::chunk],
+                  const typename tlmm_types<CONFIG_T>::word_t *weights, float s_x, float s_w, float *y,
+                  unsigned k, unsigned n) {
     typedef tlmm_types<CONFIG_T> ty;
-    if (k == 0 || k > CONFIG_T::max_k || n > CONFIG_T::max_n) return 1;
-
-    static typename ty::act_t xbuf[ty::max_vectors][ty::chunk];
-#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=2
     static typename ty::entry_t table[CONFIG_T::Q][CONFIG_T::T][CONFIG_T::max_cycles][ty::entries];
 #pragma HLS ARRAY_PARTITION variable=table complete dim=1
 #pragma HLS ARRAY_PARTITION variable=table complete dim=2
@@ -296,7 +294,6 @@ int tlmm_layer(const typename tlmm_types<CONFIG_T>::word_t *weights,
 
     const unsigned n_cycles = tlmm_cycles<CONFIG_T>(k);
     const unsigned n_vectors = n_cycles * CONFIG_T::Q;
-    tlmm_load_activations<CONFIG_T>(x, k, n_vectors, xbuf);
     tlmm_build_table<CONFIG_T>(xbuf, n_vectors, table);
 
     const float denom = s_x * s_w;
@@ -315,7 +312,44 @@ TILES:
             y[r0 + r] = ybuf[r];
         }
     }
+}
+
+// One layer for one token, activations read from DDR: y[n] = (x[k] . W[n, :]) / (s_x * s_w).
+// Returns 0, or 1 when k or n is outside what the buffers were sized for (k in [1, max_k], n <= max_n).
+template <class CONFIG_T>
+int tlmm_layer(const typename tlmm_types<CONFIG_T>::word_t *weights,
+               const typename tlmm_types<CONFIG_T>::word_t *x, float s_x, float s_w, float *y, unsigned k,
+               unsigned n) {
+    typedef tlmm_types<CONFIG_T> ty;
+    if (k == 0 || k > CONFIG_T::max_k || n > CONFIG_T::max_n) return 1;
+    static typename ty::act_t xbuf[ty::max_vectors][ty::chunk];
+#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=2
+    tlmm_load_activations<CONFIG_T>(x, k, tlmm_cycles<CONFIG_T>(k) * CONFIG_T::Q, xbuf);
+    tlmm_compute<CONFIG_T>(xbuf, weights, s_x, s_w, y, k, n);
     return 0;
+}
+
+// One matrix for one token with the int8 activations already on chip (the decoder's path).
+// weights points at the matrix's first line. The caller guarantees k <= max_k and n <= max_n.
+template <class CONFIG_T>
+void tlmm_matvec(const typename tlmm_types<CONFIG_T>::word_t *weights, const int8_t *xq, float s_x, float s_w,
+                 float *y, unsigned k, unsigned n) {
+    typedef tlmm_types<CONFIG_T> ty;
+    static typename ty::act_t xbuf[ty::max_vectors][ty::chunk];
+#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=2
+    const unsigned n_vectors = tlmm_cycles<CONFIG_T>(k) * CONFIG_T::Q;
+    const unsigned max_vectors = ty::max_vectors;
+SCATTER:
+    for (unsigned v = 0; v < n_vectors; v++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT max=max_vectors
+        for (unsigned b = 0; b < ty::chunk; b++) {
+#pragma HLS UNROLL
+            const unsigned i = v * ty::chunk + b;
+            xbuf[v][b] = i < k ? typename ty::act_t(xq[i]) : typename ty::act_t(0);
+        }
+    }
+    tlmm_compute<CONFIG_T>(xbuf, weights, s_x, s_w, y, k, n);
 }
 
 } // namespace tellme
