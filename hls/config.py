@@ -61,6 +61,8 @@ class AcceleratorConfig:
     max_context: int = 1024  # positions the KV cache holds (used by the decoder top)
     max_k: int = 4096  # largest in_features of any layer
     max_n: int = 4096  # largest out_features of any layer
+    prefill_block: int = 8  # tokens per prefill block: each weight tile serves all of them
+    attention_pes: int = 4  # query PEs of prefill attention (N_pe): queries per K/V stream
     top: str = "tellme_top"  # the synthesised top: tellme_top (decoder) or tellme_tlmm_top (engine)
     tlmm: TlmmParams = field(default_factory=TlmmParams)
 
@@ -73,6 +75,12 @@ class AcceleratorConfig:
             raise UserError(f"clock_mhz={self.clock_mhz}: use a clock in (0, 1000] MHz")
         if self.axi_width not in AXI_WIDTHS:
             raise UserError(f"axi_width={self.axi_width}: use one of {', '.join(map(str, AXI_WIDTHS))}")
+        if not 1 <= self.prefill_block <= 64:
+            raise UserError(f"prefill_block={self.prefill_block}: use 1..64 tokens per prefill block")
+        if not 1 <= self.attention_pes <= self.prefill_block:
+            raise UserError(
+                f"attention_pes={self.attention_pes}: use 1..prefill_block ({self.prefill_block}) query PEs"
+            )
         for name in ("max_context", "max_k", "max_n"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name}={getattr(self, name)}: must be positive")

@@ -6,7 +6,7 @@
 // [0, pos] in increasing addresses. Grouped-query attention: query head h reads KV head
 // h / (heads / kv_heads); each K/V row is fetched once and serves every query head of its group.
 // Softmax is online (running max m, running sum l, rescaled accumulator), fused with QK^T, so no
-// score vector of context length is ever stored.
+// score vector of context length is ever stored. Decode is the one-query case of attention_block.
 #ifndef TELLME_ATTENTION_H
 #define TELLME_ATTENTION_H
 
@@ -30,59 +30,94 @@ kv_append_loop:
     }
 }
 
-// out[h][:] = softmax_t(q[h] . k_t * scale) @ v_t over t in [0, length), for every query head.
-// MAX_HEADS bounds the on-chip query, running statistics and accumulators.
-template <unsigned HEAD_DIM, unsigned MAX_HEADS>
-void decode_attention(const float *q, unsigned heads, unsigned kv_heads, unsigned length,
-                      const uint16_t *k_cache, const uint16_t *v_cache, float *out) {
+// Attention for a block of b consecutive queries at positions first .. first + b - 1, whose K and V
+// are already in the cache: out[i][h][:] = softmax_t(q[i][h] . k_t * scale) @ v_t over t <= first + i.
+//
+// TeLLMe's reversed order: query blocks of PES queries are taken from the last backwards; for each,
+// the K/V rows of positions 0 .. (its last position) stream once, in increasing addresses, and are
+// multicast to the block's PEs; a PE skips rows past its own position (causal work is not done).
+// After a block, the next (earlier) one needs PES fewer rows: the tail of the stream is evicted.
+// Every PE runs the online softmax with block size 1 (one K/V row per update), so each query's
+// arithmetic, in order, is exactly that of a decode step at its position.
+template <unsigned HEAD_DIM, unsigned MAX_HEADS, unsigned PES>
+void attention_block(const float *q, unsigned q_stride, unsigned b, unsigned first, unsigned heads,
+                     unsigned kv_heads, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
+                     unsigned out_stride) {
     const float scale = (float)(1.0 / std::sqrt((double)HEAD_DIM));  // as numpy: float32(d**-0.5)
     const unsigned group = heads / kv_heads;
     const unsigned row = kv_heads * HEAD_DIM;
-    float m[MAX_HEADS], l[MAX_HEADS], acc[MAX_HEADS][HEAD_DIM];
-#pragma HLS ARRAY_PARTITION variable = acc dim = 2 complete
-init_heads:
-    for (unsigned h = 0; h < heads; h++) {
-        m[h] = -INFINITY;
-        l[h] = 0.0f;
-        for (unsigned d = 0; d < HEAD_DIM; d++) acc[h][d] = 0.0f;
-    }
-positions:
-    for (unsigned t = 0; t < length; t++) {
-        float k_row[HEAD_DIM], v_row[HEAD_DIM];
+    float m[PES][MAX_HEADS], l[PES][MAX_HEADS], acc[PES][MAX_HEADS][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = m dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = l dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = acc dim = 1 complete
+#pragma HLS ARRAY_PARTITION variable = acc dim = 3 complete
+query_blocks:
+    for (unsigned end = b; end > 0; end = end > PES ? end - PES : 0) {
+        const unsigned start = end > PES ? end - PES : 0;  // queries [start, end) of the block
+        const unsigned last = first + end - 1;  // the last K/V row any PE of this block needs
+    init_pes:
+        for (unsigned pe = 0; pe < end - start; pe++) {
+            for (unsigned h = 0; h < heads; h++) {
+                m[pe][h] = -INFINITY;
+                l[pe][h] = 0.0f;
+                for (unsigned d = 0; d < HEAD_DIM; d++) acc[pe][h][d] = 0.0f;
+            }
+        }
+    kv_stream:
+        for (unsigned t = 0; t <= last; t++) {
+            float k_row[HEAD_DIM], v_row[HEAD_DIM];
 #pragma HLS ARRAY_PARTITION variable = k_row complete
 #pragma HLS ARRAY_PARTITION variable = v_row complete
-    heads_loop:
-        for (unsigned h = 0; h < heads; h++) {
-            const unsigned kvh = h / group;
-            if (h % group == 0) {  // a new KV head: fetch its K and V rows once for the group
-                for (unsigned d = 0; d < HEAD_DIM; d++) {
+        heads_loop:
+            for (unsigned h = 0; h < heads; h++) {
+                const unsigned kvh = h / group;
+                if (h % group == 0) {  // a new KV head: fetch its K and V rows once, for every PE and head
+                    for (unsigned d = 0; d < HEAD_DIM; d++) {
 #pragma HLS PIPELINE II = 1
-                    k_row[d] = half_to_float(k_cache[t * row + kvh * HEAD_DIM + d]);
-                    v_row[d] = half_to_float(v_cache[t * row + kvh * HEAD_DIM + d]);
+                        k_row[d] = half_to_float(k_cache[t * row + kvh * HEAD_DIM + d]);
+                        v_row[d] = half_to_float(v_cache[t * row + kvh * HEAD_DIM + d]);
+                    }
+                }
+            pes:
+                for (unsigned pe = 0; pe < end - start; pe++) {
+#pragma HLS UNROLL
+                    if (t > first + start + pe) continue;  // causal: this row is after the PE's query
+                    const float *qv = q + (start + pe) * q_stride + h * HEAD_DIM;
+                    float dot = 0.0f;
+                    for (unsigned d = 0; d < HEAD_DIM; d++) {
+#pragma HLS PIPELINE II = 1
+                        dot += qv[d] * k_row[d];
+                    }
+                    const float s = dot * scale;
+                    const float m_new = s > m[pe][h] ? s : m[pe][h];
+                    const float correction = std::exp(m[pe][h] - m_new);
+                    const float p = std::exp(s - m_new);
+                    l[pe][h] = l[pe][h] * correction + p;
+                    for (unsigned d = 0; d < HEAD_DIM; d++) {
+#pragma HLS PIPELINE II = 1
+                        acc[pe][h][d] = acc[pe][h][d] * correction + p * v_row[d];
+                    }
+                    m[pe][h] = m_new;
                 }
             }
-            float dot = 0.0f;
-            for (unsigned d = 0; d < HEAD_DIM; d++) {
-#pragma HLS PIPELINE II = 1
-                dot += q[h * HEAD_DIM + d] * k_row[d];
+        }
+    finish_pes:
+        for (unsigned pe = 0; pe < end - start; pe++) {
+            for (unsigned h = 0; h < heads; h++) {
+                const float inv_l = 1.0f / l[pe][h];
+                for (unsigned d = 0; d < HEAD_DIM; d++)
+                    out[(start + pe) * out_stride + h * HEAD_DIM + d] = acc[pe][h][d] * inv_l;
             }
-            const float s = dot * scale;
-            const float m_new = s > m[h] ? s : m[h];
-            const float correction = std::exp(m[h] - m_new);
-            const float p = std::exp(s - m_new);
-            l[h] = l[h] * correction + p;
-            for (unsigned d = 0; d < HEAD_DIM; d++) {
-#pragma HLS PIPELINE II = 1
-                acc[h][d] = acc[h][d] * correction + p * v_row[d];
-            }
-            m[h] = m_new;
         }
     }
-finish_heads:
-    for (unsigned h = 0; h < heads; h++) {
-        const float inv_l = 1.0f / l[h];
-        for (unsigned d = 0; d < HEAD_DIM; d++) out[h * HEAD_DIM + d] = acc[h][d] * inv_l;
-    }
+}
+
+// Decode: one query at position length - 1 against the cache rows 0 .. length - 1 (a block of one).
+template <unsigned HEAD_DIM, unsigned MAX_HEADS>
+void decode_attention(const float *q, unsigned heads, unsigned kv_heads, unsigned length, const uint16_t *k_cache,
+                      const uint16_t *v_cache, float *out) {
+    attention_block<HEAD_DIM, MAX_HEADS, 1>(q, heads * HEAD_DIM, 1, length - 1, heads, kv_heads, k_cache, v_cache,
+                                            out, heads * HEAD_DIM);
 }
 
 }  // namespace tellme

@@ -43,7 +43,7 @@ TELLME_EXPORT int tellme_decoder_forward(const float *params, uint16_t *k_cache,
 TELLME_EXPORT int tellme_decoder_matvec(size_t line_offset, const int8_t *xq, float s_x, float s_w, float *y,
                                         unsigned k, unsigned n) {
     if (g_weights.empty()) return -1;
-    tellme::tlmm_matvec<tellme::tlmm_config>(g_weights.data() + line_offset, xq, s_x, s_w, y, k, n);
+    tellme::tlmm_block<tellme::tlmm_config>(g_weights.data() + line_offset, xq, k, &s_x, s_w, y, n, k, n, 1);
     return 0;
 }
 

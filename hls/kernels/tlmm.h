@@ -21,11 +21,12 @@
 // Structure (so that a table can serve many rows now and many tokens later):
 //   tlmm_load_activations -> tlmm_build_table       once per token
 //   tlmm_load_weights -> tlmm_rows                   per tile of rows, table shared by all rows
-//   tlmm_layer                                       the whole layer for one token
+//   tlmm_compute                                     a block of tokens: each weight tile loaded once
+//   tlmm_layer / tlmm_block                          one token from DDR / a block of tokens on chip
 // Tiles are loaded, then computed (no load/compute overlap yet).
 // CONFIG_T is a struct of static constants written by the generator (see config.h):
 //   G, T, Q, half_table, axi_width, vector_bytes, line_words, max_k, max_n, max_cycles,
-//   wbuf_depth, tile_rows.
+//   wbuf_depth, tile_rows, max_block (tokens per prefill block).
 #ifndef TELLME_TLMM_H
 #define TELLME_TLMM_H
 
@@ -275,12 +276,15 @@ ROWS:
     }
 }
 
-// The engine proper, for one token whose activations are in xbuf: build the table once, then stream
-// the matrix through the weight banks a tile of rows at a time. y[r] = acc_r / (s_x * s_w).
+// The engine proper, for a block of b tokens whose activations are in xbuf[0..b): the weights stream
+// through the banks once, a tile of rows at a time, and every tile serves every token of the block
+// (the table of token t is rebuilt from xbuf[t] per tile, a few cycles against the tile's lookups).
+// y[t * y_stride + r] = acc(t, r) / (s_x[t] * s_w).
 template <class CONFIG_T>
-void tlmm_compute(const typename tlmm_types<CONFIG_T>::act_t xbuf[][tlmm_types<CONFIG_T>::chunk],
-                  const typename tlmm_types<CONFIG_T>::word_t *weights, float s_x, float s_w, float *y,
-                  unsigned k, unsigned n) {
+void tlmm_compute(const typename tlmm_types<CONFIG_T>::act_t xbuf[][tlmm_types<CONFIG_T>::max_vectors]
+                                                               [tlmm_types<CONFIG_T>::chunk],
+                  unsigned b, const typename tlmm_types<CONFIG_T>::word_t *weights, const float *s_x, float s_w,
+                  float *y, unsigned y_stride, unsigned k, unsigned n) {
     typedef tlmm_types<CONFIG_T> ty;
     static typename ty::entry_t table[CONFIG_T::Q][CONFIG_T::T][CONFIG_T::max_cycles][ty::entries];
 #pragma HLS ARRAY_PARTITION variable=table complete dim=1
@@ -294,22 +298,26 @@ void tlmm_compute(const typename tlmm_types<CONFIG_T>::act_t xbuf[][tlmm_types<C
 
     const unsigned n_cycles = tlmm_cycles<CONFIG_T>(k);
     const unsigned n_vectors = n_cycles * CONFIG_T::Q;
-    tlmm_build_table<CONFIG_T>(xbuf, n_vectors, table);
-
-    const float denom = s_x * s_w;
     const unsigned max_tiles = (CONFIG_T::max_n + CONFIG_T::tile_rows - 1) / CONFIG_T::tile_rows;
     const unsigned max_rows = CONFIG_T::tile_rows;
+    const unsigned max_block = CONFIG_T::max_block;
+    if (b == 1) tlmm_build_table<CONFIG_T>(xbuf[0], n_vectors, table);  // decode: one table for all tiles
 TILES:
     for (unsigned r0 = 0; r0 < n; r0 += CONFIG_T::tile_rows) {
 #pragma HLS LOOP_TRIPCOUNT max=max_tiles
         const unsigned rows = (n - r0 < CONFIG_T::tile_rows) ? n - r0 : unsigned(CONFIG_T::tile_rows);
         tlmm_load_weights<CONFIG_T>(weights, r0 * n_cycles, rows * n_cycles, wbuf);
-        tlmm_rows<CONFIG_T>(table, wbuf, rows, n_cycles, denom, ybuf);
-    STORE:
-        for (unsigned r = 0; r < rows; r++) {
+    BLOCK_TOKENS:
+        for (unsigned t = 0; t < b; t++) {
+#pragma HLS LOOP_TRIPCOUNT max=max_block
+            if (b > 1) tlmm_build_table<CONFIG_T>(xbuf[t], n_vectors, table);
+            tlmm_rows<CONFIG_T>(table, wbuf, rows, n_cycles, s_x[t] * s_w, ybuf);
+        STORE:
+            for (unsigned r = 0; r < rows; r++) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT max=max_rows
-            y[r0 + r] = ybuf[r];
+                y[t * y_stride + r0 + r] = ybuf[r];
+            }
         }
     }
 }
@@ -322,34 +330,38 @@ int tlmm_layer(const typename tlmm_types<CONFIG_T>::word_t *weights,
                unsigned n) {
     typedef tlmm_types<CONFIG_T> ty;
     if (k == 0 || k > CONFIG_T::max_k || n > CONFIG_T::max_n) return 1;
-    static typename ty::act_t xbuf[ty::max_vectors][ty::chunk];
-#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=2
-    tlmm_load_activations<CONFIG_T>(x, k, tlmm_cycles<CONFIG_T>(k) * CONFIG_T::Q, xbuf);
-    tlmm_compute<CONFIG_T>(xbuf, weights, s_x, s_w, y, k, n);
+    static typename ty::act_t xbuf[1][ty::max_vectors][ty::chunk];
+#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=3
+    tlmm_load_activations<CONFIG_T>(x, k, tlmm_cycles<CONFIG_T>(k) * CONFIG_T::Q, xbuf[0]);
+    tlmm_compute<CONFIG_T>(xbuf, 1, weights, &s_x, s_w, y, n, k, n);
     return 0;
 }
 
-// One matrix for one token with the int8 activations already on chip (the decoder's path).
-// weights points at the matrix's first line. The caller guarantees k <= max_k and n <= max_n.
+// One matrix for a block of b tokens with the int8 activations already on chip (the decoder's path):
+// xq[t * x_stride + i], y[t * y_stride + r]. weights points at the matrix's first line. The caller
+// guarantees 1 <= b <= max_block, k <= max_k and n <= max_n.
 template <class CONFIG_T>
-void tlmm_matvec(const typename tlmm_types<CONFIG_T>::word_t *weights, const int8_t *xq, float s_x, float s_w,
-                 float *y, unsigned k, unsigned n) {
+void tlmm_block(const typename tlmm_types<CONFIG_T>::word_t *weights, const int8_t *xq, unsigned x_stride,
+                const float *s_x, float s_w, float *y, unsigned y_stride, unsigned k, unsigned n, unsigned b) {
     typedef tlmm_types<CONFIG_T> ty;
-    static typename ty::act_t xbuf[ty::max_vectors][ty::chunk];
-#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=2
+    static typename ty::act_t xbuf[CONFIG_T::max_block][ty::max_vectors][ty::chunk];
+#pragma HLS ARRAY_PARTITION variable=xbuf complete dim=3
     const unsigned n_vectors = tlmm_cycles<CONFIG_T>(k) * CONFIG_T::Q;
     const unsigned max_vectors = ty::max_vectors;
-SCATTER:
-    for (unsigned v = 0; v < n_vectors; v++) {
+SCATTER_TOKENS:
+    for (unsigned t = 0; t < b; t++) {
+    SCATTER:
+        for (unsigned v = 0; v < n_vectors; v++) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT max=max_vectors
-        for (unsigned b = 0; b < ty::chunk; b++) {
+            for (unsigned c = 0; c < ty::chunk; c++) {
 #pragma HLS UNROLL
-            const unsigned i = v * ty::chunk + b;
-            xbuf[v][b] = i < k ? typename ty::act_t(xq[i]) : typename ty::act_t(0);
+                const unsigned i = v * ty::chunk + c;
+                xbuf[t][v][c] = i < k ? typename ty::act_t(xq[t * x_stride + i]) : typename ty::act_t(0);
+            }
         }
     }
-    tlmm_compute<CONFIG_T>(xbuf, weights, s_x, s_w, y, k, n);
+    tlmm_compute<CONFIG_T>(xbuf, b, weights, s_x, s_w, y, y_stride, k, n);
 }
 
 } // namespace tellme
