@@ -1,0 +1,327 @@
+"""`tellme build`: a converted model + a board -> a design folder the host loads with --bitstream.
+
+Steps: estimate whether the design fits the board; write the HLS project (tellme hls) into
+<design>/hls and the Vivado script into <design>/vivado/build_bd.tcl; run `vitis_hls -f run_hls.tcl`
+(csynth and IP export) and `vivado -mode batch -source build_bd.tcl` (block design, synthesis,
+implementation, bitstream); copy <design>.bit and <design>.hwh next to manifest.json and fill the
+manifest with figures from the HLS and Vivado reports. --dry-run writes and checks everything and runs
+no tool. The folder layout is documented in bitstreams/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tellme.models.errors import UserError
+from tellme.models.model_folder import ModelFolder, open_model_folder
+
+from .bd import BlockDesign, Interfaces, block_design, get_platform, parse_interfaces
+from .boards import get_board
+from .commands import configure, hls_command, resolve_model_dir
+from .config import AcceleratorConfig
+from .decoder_design import design_context
+from .fit import FitEstimate, estimate_fit
+from .reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
+
+DESIGN_FORMAT = "tellme-design"
+DESIGN_VERSION = 1
+MANIFEST = "manifest.json"
+HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
+TOOLS = ("vitis_hls", "vivado")
+_NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
+# log lines worth echoing as progress: our own markers, errors, and the tools' phase lines
+_PROGRESS = re.compile(r"^(tellme:|ERROR:|CRITICAL WARNING:)|(Starting|Finished|Launched|Running) ")
+
+
+class BuildError(UserError):
+    """A tool failed or left out an expected output: one line naming the log to read."""
+
+
+@dataclass(frozen=True)
+class HlsProject:
+    """A generated HLS project as run_hls.tcl will build it."""
+
+    path: Path
+    config: AcceleratorConfig
+    project: str  # open_project name: the folder Vitis HLS creates inside path
+    solution: str
+    interfaces: Interfaces
+
+    @property
+    def solution_dir(self) -> Path:
+        return self.path / self.project / self.solution
+
+    @property
+    def csynth_xml(self) -> Path:
+        return self.solution_dir / "syn" / "report" / "csynth.xml"
+
+    @property
+    def ip_dir(self) -> Path:
+        return self.solution_dir / "impl" / "ip"
+
+
+def read_hls_project(path: Path) -> HlsProject:
+    """The project's config.json, and what its run_hls.tcl will do, checked against each other:
+    the build needs the top, the part, the clock, IP export and the TELLME_HLS_STEPS switch."""
+    config = AcceleratorConfig.from_dict(json.loads((path / "config.json").read_text()))
+    tcl = (path / "run_hls.tcl").read_text()
+
+    def one(pattern: str, what: str) -> str:
+        match = re.search(pattern, tcl, re.M)
+        if match is None:
+            raise RuntimeError(f"{path / 'run_hls.tcl'} has no {what}: the generator and tellme build disagree")
+        return match.group(1)
+
+    project = one(r"^\s*open_project\s+(?:-reset\s+)?(\S+)", "open_project")
+    solution = one(r"^\s*open_solution\s+(?:-reset\s+)?(\S+)", "open_solution")
+    for value, pattern, what in (
+        (config.top, r"^\s*set_top\s+(\S+)", "set_top"),
+        (config.part, r"^\s*set_part\s+\{?([^\s}]+)", "set_part"),
+    ):
+        if one(pattern, what) != value:
+            raise RuntimeError(f"{path / 'run_hls.tcl'}: {what} is not {value} (config.json)")
+    one(r"^\s*(export_design)\b", "export_design")
+    one(r"(TELLME_HLS_STEPS)", "TELLME_HLS_STEPS switch")
+    return HlsProject(path, config, project, solution, parse_interfaces(path, config.top))
+
+
+def design_name(model_dir: Path, config: AcceleratorConfig) -> str:
+    """<model>-<board>-q<Q>, lower case, safe as a file name and a Tcl word."""
+    return sanitize(f"{Path(model_dir).resolve().name}-{config.board}-q{config.tlmm.q}")
+
+
+def sanitize(name: str) -> str:
+    cleaned = _NAME_CHARS.sub("-", name.lower()).strip("-.")
+    return cleaned or "design"
+
+
+def _replaceable(out: Path, force: bool) -> None:
+    """An existing out may be replaced if it is empty, or a design that was never built (dry run or a
+    failed build: everything in it is regenerated), or with force a built design; never anything else."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder: choose another --out")
+    if not any(out.iterdir()):
+        return
+    try:
+        manifest = json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError):
+        manifest = {}
+    if manifest.get("format") != DESIGN_FORMAT:
+        raise UserError(f"{out} exists and is not a tellme design folder: choose another --out")
+    if manifest.get("built") and not force:
+        raise UserError(f"{out} holds a built design: choose another --out or pass --force to replace it")
+    shutil.rmtree(out)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_manifest(path: Path, manifest: dict) -> None:
+    _write_atomic(path, json.dumps(manifest, indent=2) + "\n")
+
+
+def _commands(out: Path, design: str) -> list[tuple[str, list[str], Path, dict[str, str]]]:
+    """(tool, argv, working folder, extra environment) of each step."""
+    return [
+        ("vitis_hls", ["vitis_hls", "-f", "run_hls.tcl"], out / "hls", {"TELLME_HLS_STEPS": HLS_STEPS}),
+        ("vivado", ["vivado", "-mode", "batch", "-source", "build_bd.tcl", "-notrace", "-nojournal", "-nolog"],
+         out / "vivado", {}),
+    ]
+
+
+def _show(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
+    assignments = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+    return f"(cd {shlex.quote(str(cwd))} && {' '.join(assignments + [shlex.join(argv)])})"
+
+
+def _elapsed(start: float) -> str:
+    seconds = int(time.monotonic() - start)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_tool(tool: str, argv: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> None:
+    """Run a tool, its output into log_path, progress lines echoed to stderr; BuildError on failure."""
+    start = time.monotonic()
+    print(f"running {tool} in {cwd} (log: {log_path})", file=sys.stderr, flush=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    first_error = ours = last = ""
+    with open(log_path, "w") as log, subprocess.Popen(
+        argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, errors="replace",
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            line = line.rstrip()
+            if line:
+                last = line
+            if "tellme: error:" in line and not ours:
+                ours = line  # build_bd.tcl's own checks say what to do (later copies are the Tcl trace)
+            elif line.startswith("ERROR:") and not first_error:
+                first_error = line  # the root cause, usually; later ones tend to be consequences
+            if _PROGRESS.search(line):
+                print(f"  [{tool} {_elapsed(start)}] {line[:160]}", file=sys.stderr, flush=True)
+        code = proc.wait()
+    if code:
+        reason = ours or first_error or last
+        raise BuildError(f"{tool} failed (exit {code}) after {_elapsed(start)}: {reason[:300]} (log: {log_path})")
+    print(f"{tool} done in {_elapsed(start)}", file=sys.stderr, flush=True)
+
+
+def _expect(paths: list[Path], tool: str, log_path: Path) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise BuildError(f"{tool} finished but left no {', '.join(missing)} (log: {log_path})")
+
+
+def _manifest(name: str, bd: BlockDesign, model: ModelFolder, model_dir: Path, context: int, fit: FitEstimate) -> dict:
+    config = bd.config
+    return {
+        "format": DESIGN_FORMAT,
+        "version": DESIGN_VERSION,
+        "design": name,
+        "board": config.board,
+        "part": config.part,
+        "board_part": bd.platform.board_part,
+        "clock_mhz": config.clock_mhz,
+        "top": config.top,
+        "bitstream": f"{name}.bit",
+        "hwh": f"{name}.hwh",
+        "built": False,
+        "accelerator": config.to_dict(),
+        "ports": bd.manifest_ports(),
+        "model": {
+            "name": Path(model_dir).resolve().name,
+            "hash": model.model_hash,
+            "config": dataclasses.asdict(model.config),
+        },
+        "max_context": context,
+        "estimate": fit.to_dict(),
+        "tools": {"vitis_hls": None, "vivado": None},
+        "hls": None,
+        "vivado": None,
+    }
+
+
+def build_command(args: argparse.Namespace) -> int:
+    get_board(args.board)
+    get_platform(args.board)
+    model_dir = resolve_model_dir(args.model)
+    model = open_model_folder(model_dir)
+    overrides = list(args.set)
+    config = configure(args.board, model_dir, overrides)
+    context = design_context(config, model.config)
+    fit = estimate_fit(config, model.config, context, Path(model_dir).resolve().name)
+    print(fit.describe())
+    for warning in fit.warnings:
+        print(f"tellme: warning: {warning}", file=sys.stderr)
+    fit.check()
+
+    if args.out:
+        out = Path(args.out)
+        name = sanitize(out.resolve().name)
+    else:
+        name = design_name(model_dir, config)
+        out = Path("bitstreams") / config.board / name
+    _replaceable(out, args.force)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # the HLS project, exactly as `tellme hls` writes it
+    hls_args = argparse.Namespace(board=args.board, model=str(model_dir), out=str(out / "hls"), set=overrides,
+                                  force=True)
+    hls_command(hls_args)
+    project = read_hls_project(out / "hls")
+    ip_rel = os.path.relpath(project.ip_dir, out / "vivado")
+    bd = block_design(name, project.config, project.interfaces, Path(ip_rel).as_posix())
+    (out / "vivado").mkdir(exist_ok=True)
+    _write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
+    manifest = _manifest(name, bd, model, model_dir, context, fit)
+    _write_manifest(out / MANIFEST, manifest)
+
+    routes = ", ".join(f"{'+'.join(r.bundles)} -> {r.port.name}" for r in bd.routes)
+    print(f"design {name}: {config.top} on {config.board} ({config.part}, {config.clock_mhz:g} MHz); "
+          f"m_axi {routes}; s_axi_{bd.interfaces.control} -> {bd.platform.control_port} "
+          f"at 0x{bd.platform.control_base:08X}")
+    print(f"wrote {out}/: hls/ (project), vivado/build_bd.tcl, {MANIFEST}")
+    commands = _commands(out, name)
+    label = "would run" if args.dry_run else "steps"
+    print(f"{label}:")
+    for i, (_, argv, cwd, env) in enumerate(commands, 1):
+        print(f"  {i}. {_show(argv, cwd, env)}")
+    print(f"  {len(commands) + 1}. copy vivado/out/{name}.bit and .hwh to {out}/, figures into {MANIFEST}")
+
+    found = {tool: shutil.which(tool) for tool in TOOLS}
+    if args.dry_run:
+        state = ", ".join(f"{t} {'at ' + p if p else 'not on PATH'}" for t, p in found.items())
+        print(f"dry run: nothing run ({state})")
+        return 0
+    missing = [tool for tool, path in found.items() if path is None]
+    if missing:
+        raise UserError(
+            f"{missing[0]} not found on PATH (source the AMD tools' settings64.sh); the design is written to "
+            f"{out}: copy it to a machine with Vitis HLS and Vivado and run the commands listed above there"
+        )
+    return _run_build(out, name, project, manifest, commands)
+
+
+def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, commands: list) -> int:
+    logs = out / "logs"
+    (tool, argv, cwd, env) = commands[0]
+    run_tool(tool, argv, cwd, env, logs / f"{tool}.log")
+    _expect([project.csynth_xml, project.ip_dir / "component.xml"], tool, logs / f"{tool}.log")
+    (tool, argv, cwd, env) = commands[1]
+    run_tool(tool, argv, cwd, env, logs / f"{tool}.log")
+    vivado_dir = out / "vivado"
+    outputs = {ext: vivado_dir / "out" / f"{name}.{ext}" for ext in ("bit", "hwh")}
+    reports = {k: vivado_dir / "reports" / f"{k}.rpt" for k in ("utilization", "timing_summary")}
+    _expect([*outputs.values(), *reports.values()], tool, logs / f"{tool}.log")
+    try:
+        hls = parse_csynth_xml(project.csynth_xml)
+        utilization = parse_utilization(reports["utilization"])
+        timing = parse_timing_summary(reports["timing_summary"])
+    except ReportError as exc:
+        raise BuildError(str(exc)) from None
+
+    for ext, src in outputs.items():
+        dst = out / f"{name}.{ext}"
+        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    manifest.update(
+        built=True,
+        tools={"vitis_hls": hls.pop("tool"), "vivado": utilization.pop("tool") or timing.get("tool")},
+        hls=hls,
+        vivado={"utilization": utilization, "timing": {k: v for k, v in timing.items() if k != "tool"}},
+    )
+    _write_manifest(out / MANIFEST, manifest)
+
+    used, avail = utilization["used"], utilization["available"]
+    parts = [f"{k.upper()} {used[k]:g}/{avail.get(k) or 0:g}" for k in ("lut", "ff", "bram", "uram", "dsp")
+             if k in used]
+    worst = hls["latency_cycles"]["worst"]
+    print(f"built {out / (name + '.bit')} and {name}.hwh: {', '.join(parts)}; WNS {timing['wns_ns']:g} ns; "
+          f"HLS worst-case latency {worst if worst is not None else 'undefined'} cycles")
+    if not timing["met"]:
+        print(
+            f"tellme: warning: timing not met (WNS {timing['wns_ns']:g} ns, WHS {timing['whs_ns']} ns): the "
+            f"bitstream may misbehave at {project.config.clock_mhz:g} MHz; rebuild with a lower --set clock_mhz",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

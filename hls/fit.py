@@ -1,0 +1,218 @@
+"""Will a design fit its board? An estimate from the accelerator parameters and the model's shape,
+made before hours of synthesis: on-chip memory (weight banks, lookup tables, the decoder's vectors)
+and DDR (weights and params images, KV cache, the host's float32 embedding and LM head).
+
+Block RAM and UltraRAM are what a TLMM engine runs out of first, and DDR is what a model runs out of
+on the small boards, so those decide "does not fit"; the lookup tables' LUTRAM is reported and warned
+about (how Vivado packs small tables is less certain). LUTs for logic and DSPs are left to csynth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tellme.models.config import ModelConfig
+from tellme.models.ddr_image import LineLayout, image_offsets
+from tellme.models.errors import UserError
+
+from .config import INDEX_BITS, AcceleratorConfig
+
+MB = 1 << 20
+GB = 1 << 30
+TABLE_ENTRY_BITS = 10  # ap_int<10>: |sum of 3 int8| <= 384 (tlmm.h entry_t)
+URAM_SHAPE = (4096, 72)  # URAM288: depth x width
+BRAM36_SHAPES = ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))
+FLOATS_PER_BRAM36 = 1024  # a float32 vector, unpartitioned, in the 1024 x 36 shape
+INTERFACE_BRAM36 = 1  # per m_axi bundle: burst buffers of the HLS AXI adapter (allowance)
+DECODER_BUNDLES = 5  # gmem_w, gmem_p, gmem_k, gmem_v, gmem_h (top.cpp)
+TLMM_BUNDLES = 2  # gmem_w, gmem_io (tlmm_top.cpp)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a board offers (device data sheets: DS987 for XCK26, DS891 for XCZU7EV, DS190 for XC7Z020)."""
+
+    device: str
+    lut: int
+    ff: int
+    bram36: int
+    uram: int
+    dsp: int
+    lutram: int  # LUTs in SLICEM that can be distributed RAM
+    ddr_bytes: int
+    reserved_bytes: int  # assumption: kept by Linux, PYNQ and Jupyter, never ours
+
+
+RESOURCES: dict[str, Resources] = {
+    "kv260": Resources("XCK26", 117_120, 234_240, 144, 64, 1_248, 57_600, 4 * GB, 1 * GB),
+    "zcu104": Resources("XCZU7EV", 230_400, 460_800, 312, 96, 1_728, 101_760, 2 * GB, 512 * MB),
+    "pynq-z2": Resources("XC7Z020", 53_200, 106_400, 140, 0, 220, 17_400, 512 * MB, 192 * MB),
+}
+
+
+@dataclass(frozen=True)
+class Need:
+    """One resource: the estimate, what the board has, and how the estimate was made."""
+
+    resource: str
+    need: float
+    have: float
+    model: str
+    decides: bool  # False: reported and warned about, never "does not fit"
+
+    @property
+    def fits(self) -> bool:
+        return self.need <= self.have
+
+
+@dataclass(frozen=True)
+class FitEstimate:
+    board: str
+    device: str
+    model_name: str
+    needs: tuple[Need, ...]
+
+    @property
+    def fits(self) -> bool:
+        return all(n.fits for n in self.needs if n.decides)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [
+            f"{n.resource} may not fit: estimate {_amount(n)} of {_have(n)} ({n.model}); csynth will tell"
+            for n in self.needs
+            if not n.decides and not n.fits
+        ]
+
+    def describe(self) -> str:
+        """Multi-line table for the terminal."""
+        lines = [f"fit estimate for {self.model_name} on {self.board} ({self.device}):"]
+        for n in self.needs:
+            mark = "ok" if n.fits else ("DOES NOT FIT" if n.decides else "warning")
+            lines.append(f"  {n.resource:<7} {_amount(n):>10} of {_have(n):<10} {mark:<12} {n.model}")
+        return "\n".join(lines)
+
+    def check(self) -> None:
+        """UserError, one line with the figures, when a deciding resource is short."""
+        short = [n for n in self.needs if n.decides and not n.fits]
+        if short:
+            figures = "; ".join(f"{n.resource} {_amount(n)} > {_have(n)} ({n.model})" for n in short)
+            raise UserError(
+                f"does not fit: {self.model_name} on {self.board} ({self.device}), estimate: {figures}"
+                f"{_advice(self.board, short)}"
+            )
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model_name,
+            "fits": self.fits,
+            "needs": {n.resource: {"need": n.need, "have": n.have, "model": n.model} for n in self.needs},
+        }
+
+
+def _amount(n: Need) -> str:
+    return _bytes(n.need) if n.resource == "DDR" else f"{n.need:,.0f}"
+
+
+def _have(n: Need) -> str:
+    return _bytes(n.have) if n.resource == "DDR" else f"{n.have:,.0f}"
+
+
+def _bytes(value: float) -> str:
+    return f"{value / GB:.2f} GB" if value >= GB else f"{value / MB:.1f} MB"
+
+
+def _advice(board: str, short: list[Need]) -> str:
+    kinds = {n.resource for n in short}
+    if kinds == {"DDR"}:
+        return ": use a smaller model, a board with more DDR, or a shorter KV cache (--set max_context=N)"
+    if board == "pynq-z2":
+        return ": PYNQ-Z2 (no URAM, 140 BRAM36) takes small models only; lower --set tlmm.q or tlmm.weight_buffer_depth"
+    return ": lower --set tlmm.q or tlmm.weight_buffer_depth"
+
+
+def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
+    """Blocks for a depth x width memory: the best of the block's aspect ratios."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in shapes)
+
+
+def lutram_luts(depth: int, width: int) -> int:
+    """LUTs for a simple dual-port distributed RAM: RAM32M (4 LUTs, 32 x 6) up to depth 32,
+    else RAM64M (4 LUTs, 64 x 3) per 64 words."""
+    if depth <= 32:
+        return 4 * math.ceil(width / 6)
+    return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
+
+
+def decoder_vectors(model: ModelConfig) -> dict[str, int]:
+    """float32 vectors the decoder keeps on chip (decoder.h, attention.h): name -> length."""
+    max_dim = max(model.hidden_size, model.intermediate_size, model.q_size)
+    return {
+        "h": model.hidden_size, "y": model.hidden_size, "normed": max_dim,
+        "q": model.q_size, "att": model.q_size, "attention acc": model.q_size,
+        "k": model.kv_size, "v": model.kv_size,
+        "gate": model.intermediate_size, "up": model.intermediate_size, "mlp": model.intermediate_size,
+        "xq (int8, as float slots)": -(-max_dim // 4),
+    }
+
+
+def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, model_name: str) -> FitEstimate:
+    """The estimate for a design on config.board running model with a KV cache of `context` positions."""
+    res = RESOURCES[config.board]
+    t = config.tlmm
+    vector_bits = t.t * INDEX_BITS
+    decoder = config.top == "tellme_top"
+    needs: list[Need] = []
+
+    # weight banks: Q independent memories of weight_buffer_depth index vectors
+    bank = f"{t.q} weight banks of {t.weight_buffer_depth} x {vector_bits} bits"
+    uram = bram = 0
+    if t.weight_storage == "uram":
+        uram = t.q * memory_blocks(t.weight_buffer_depth, vector_bits, (URAM_SHAPE,))
+        needs.append(Need("URAM", uram, res.uram, f"{bank} in URAM288 (4096 x 72)", True))
+    else:
+        bram = t.q * memory_blocks(t.weight_buffer_depth, vector_bits, BRAM36_SHAPES)
+
+    # the rest in block RAM: the engine's output tile, the decoder's vectors, AXI adapters
+    parts = [f"output tile {config.tile_rows} floats"]
+    floats = [config.tile_rows]
+    if decoder:
+        vectors = decoder_vectors(model)
+        floats += list(vectors.values())
+        parts.append(f"{len(vectors)} decoder vectors ({sum(vectors.values()):,} floats)")
+    bram += sum(math.ceil(n / FLOATS_PER_BRAM36) for n in floats)
+    bundles = DECODER_BUNDLES if decoder else TLMM_BUNDLES
+    bram += bundles * INTERFACE_BRAM36
+    parts.append(f"{bundles} AXI adapters")
+    if t.weight_storage == "bram":
+        parts.insert(0, f"{bank} (best BRAM36 shape)")
+    needs.append(Need("BRAM36", bram, res.bram36, ", ".join(parts) + ", 1024 floats per BRAM36", True))
+
+    # lookup tables in LUTRAM: Q x T memories of max_cycles words of (entries x 10) bits
+    entries = 14 if config.half_table else 27
+    width = entries * TABLE_ENTRY_BITS
+    luts = t.q * t.t * lutram_luts(config.max_cycles, width)
+    needs.append(Need(
+        "LUTRAM", luts, res.lutram,
+        f"tables: {t.q} x {t.t} memories of {config.max_cycles} x {width} bits (RAM32M 6 bits, RAM64M 3 bits "
+        "per 4 LUTs)", False,
+    ))
+
+    # DDR: what the accelerator reads and writes, plus the host's float32 tensors
+    layout = LineLayout(t=t.t, q=t.q, axi_width=config.axi_width)
+    offsets = image_offsets(model, layout, context)
+    weights = offsets.weight_words * config.axi_width // 8
+    params = offsets.param_floats * 4
+    kv = model.num_hidden_layers * context * model.kv_size * 2 * 2
+    hidden = 2 * context * model.hidden_size * 4
+    host = model.vocab_size * model.hidden_size * 4 * (1 if model.tie_word_embeddings else 2)
+    needs.append(Need(
+        "DDR", weights + params + kv + hidden + host, res.ddr_bytes - res.reserved_bytes,
+        f"weights image {_bytes(weights)} + params {_bytes(params)} + KV cache {_bytes(kv)} "
+        f"({model.num_hidden_layers} layers x {context} positions x {model.num_key_value_heads} x {model.head_dim} "
+        f"x K,V x fp16) + hidden "
+        f"in/out {_bytes(hidden)} + host embedding/LM head {_bytes(host)}; "
+        f"of {_bytes(res.ddr_bytes)} DDR, {_bytes(res.reserved_bytes)} kept for Linux", True,
+    ))
+    return FitEstimate(config.board, res.device, model_name, tuple(needs))

@@ -1,0 +1,479 @@
+"""`tellme build`: fit estimates, the generated TCL run through tclsh against stand-ins for the Vivado and
+Vitis HLS commands, the report parsers on fixtures in the tools' formats, and the whole orchestration
+end to end with fake `vitis_hls` / `vivado` executables (tclsh + the same stand-ins) on PATH."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tellme.hls.bd import PLATFORMS, assign_ports, parse_interfaces
+from tellme.hls.boards import board_config
+from tellme.hls.fit import estimate_fit
+from tellme.hls.reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
+from tellme.host.cli import main
+from tellme.models.config import ModelConfig
+
+REPORTS = Path(__file__).parent / "data" / "reports"
+TCLSH = shutil.which("tclsh")
+needs_tclsh = pytest.mark.skipif(TCLSH is None, reason="tclsh not installed")
+
+# Stand-ins for the Vivado / Vitis HLS Tcl commands the scripts use. Each records its call (tab-separated)
+# in $TELLME_TCL_LOG; cells, pins and files are checked so a typo or a wrong order fails here, and
+# any other command goes to `unknown`, which fails loudly. The "tool" runs the script named by -f
+# (vitis_hls) or -source (vivado).
+STUBS = r"""
+set ::log [open $::env(TELLME_TCL_LOG) a]
+set ::cells {}
+set ::bd ""
+proc record {args} { puts $::log [join $args "\t"]; flush $::log }
+proc unknown {args} { record UNKNOWN {*}$args; error "stand-in: unknown command [lindex $args 0]" }
+proc need_cell {path} {
+    set cell [lindex [split $path /] 0]
+    if {$cell ni $::cells} { error "stand-in: no cell $cell (for $path)" }
+    return $path
+}
+proc existing_files {args} {
+    set skip 0
+    foreach a $args {
+        if {$skip} { set skip 0; continue }
+        if {$a in {-cflags -fileset -csimflags}} { set skip 1; continue }
+        if {[string match -* $a]} { continue }
+        if {![file exists $a]} { error "stand-in: add_files of a missing file $a" }
+    }
+}
+proc touch {path} { file mkdir [file dirname $path]; close [open $path w] }
+# --- Vivado ---
+proc create_project {args} { record create_project {*}$args; set ::prj_dir [lindex $args 2]; file mkdir $::prj_dir }
+proc get_board_parts {args} {
+    record get_board_parts {*}$args
+    return [string map {"*:" "tellme.test:" ":*" ":part0:9.9"} [lindex $args end]]
+}
+proc current_project {args} { return prj }
+proc set_property {args} { record set_property {*}$args }
+proc update_ip_catalog {args} { record update_ip_catalog {*}$args }
+proc get_ipdefs {args} { record get_ipdefs {*}$args; return "xilinx.com:hls:[lindex [lindex $args end] 2]:1.0" }
+proc create_bd_design {name} { record create_bd_design $name; set ::bd $name }
+proc create_bd_cell {args} {
+    record create_bd_cell {*}$args
+    if {$::bd eq ""} { error "stand-in: create_bd_cell before create_bd_design" }
+    lappend ::cells [lindex $args end]
+    return [lindex $args end]
+}
+proc apply_bd_automation {args} { record apply_bd_automation {*}$args }
+proc get_bd_cells {path} { return [need_cell $path] }
+proc get_bd_pins {path} { return [need_cell $path] }
+proc get_bd_intf_pins {path} { return [need_cell $path] }
+proc get_bd_addr_spaces {path} { return [need_cell $path] }
+proc get_bd_addr_segs {path} { return [need_cell $path] }
+proc connect_bd_net {args} { record connect_bd_net {*}$args }
+proc connect_bd_intf_net {args} { record connect_bd_intf_net {*}$args }
+proc assign_bd_address {args} { record assign_bd_address {*}$args }
+proc validate_bd_design {args} { record validate_bd_design {*}$args }
+proc save_bd_design {args} { record save_bd_design {*}$args }
+proc get_files {args} { return [file join $::prj_dir [lindex $args end]] }
+proc make_wrapper {args} {
+    record make_wrapper {*}$args
+    set wrapper [file join $::prj_dir hdl ${::bd}_wrapper.v]
+    touch $wrapper
+    return $wrapper
+}
+proc add_files {args} { record add_files {*}$args; existing_files {*}$args }
+proc current_fileset {args} { return sources_1 }
+proc update_compile_order {args} { record update_compile_order {*}$args }
+proc get_runs {name} { return $name }
+proc launch_runs {args} {
+    record launch_runs {*}$args
+    if {[lindex $args 0] eq "impl_1"} {
+        touch [file join $::prj_dir $::bd.runs impl_1 ${::bd}_wrapper.bit]
+        touch [file join $::prj_dir $::bd.gen sources_1 bd $::bd hw_handoff $::bd.hwh]
+    }
+}
+proc wait_on_run {args} { record wait_on_run {*}$args }
+proc get_property {name object} {
+    switch -- $name {
+        PROGRESS { return "100%" }
+        DIRECTORY { return [file join $::prj_dir $::bd.runs $object] }
+        default { return "stand-in-$name" }
+    }
+}
+proc open_run {args} { record open_run {*}$args }
+proc report_utilization {args} {
+    record report_utilization {*}$args
+    file copy -force $::env(TELLME_UTILIZATION_RPT) [lindex $args end]
+}
+proc report_timing_summary {args} {
+    record report_timing_summary {*}$args
+    file copy -force $::env(TELLME_TIMING_RPT) [lindex $args end]
+}
+# --- Vitis HLS ---
+proc open_project {args} { record open_project {*}$args; set ::hls_project [lindex $args end] }
+proc set_top {args} { record set_top {*}$args }
+proc open_solution {args} { record open_solution {*}$args; set ::hls_solution [lindex $args 1] }
+proc set_part {args} { record set_part {*}$args }
+proc create_clock {args} { record create_clock {*}$args }
+proc config_export {args} { record config_export {*}$args }
+proc csim_design {args} { record csim_design {*}$args }
+proc cosim_design {args} { record cosim_design {*}$args }
+proc csynth_design {args} {
+    record csynth_design {*}$args
+    set report [file join [pwd] $::hls_project $::hls_solution syn report csynth.xml]
+    file mkdir [file dirname $report]
+    file copy -force $::env(TELLME_CSYNTH_XML) $report
+}
+proc export_design {args} {
+    record export_design {*}$args
+    touch [file join [pwd] $::hls_project $::hls_solution impl ip component.xml]
+}
+# --- the tool: tool.tcl NAME ARGS... ---
+set tool [lindex $argv 0]
+set flag [expr {$tool eq "vitis_hls" ? "-f" : "-source"}]
+set script [lindex $argv [expr {[lsearch -exact $argv $flag] + 1}]]
+record TOOL $tool [pwd] $script [expr {[info exists ::env(TELLME_HLS_STEPS)] ? $::env(TELLME_HLS_STEPS) : ""}]
+if {[info exists ::env(TELLME_FAIL)] && $::env(TELLME_FAIL) eq $tool} {
+    puts "ERROR: \[Common 17-69\] Command failed: stand-in failure of $tool"
+    exit 1
+}
+source $script
+"""
+
+
+def model_shape(**shape) -> ModelConfig:
+    base = dict(hidden_act="relu2", rms_norm_eps=1e-5, rope_theta=5e5, max_position_embeddings=4096,
+                bos_token_id=1, eos_token_id=2, source_model_type="bitnet", linear_class="bitlinear")
+    return ModelConfig(**{**base, **shape})
+
+
+# 1bitLLM bitnet_b1_58-large and microsoft bitnet-b1.58-2B-4T (models/FORMAT.md, "Size")
+SHAPE_073B = model_shape(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=24,
+                         num_attention_heads=16, num_key_value_heads=16, head_dim=96, tie_word_embeddings=False,
+                         source_model_type="llama", linear_class="latent", hidden_act="silu",
+                         max_position_embeddings=2048)
+SHAPE_2B = model_shape(vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
+                       num_attention_heads=20, num_key_value_heads=5, head_dim=128, tie_word_embeddings=True)
+
+
+def shape_estimate(board: str, model: ModelConfig, overrides: list[str] | None = None):
+    sizes = model.linear_shapes().values()
+    config = board_config(board, overrides, max_k=max(k for _, k in sizes), max_n=max(n for n, _ in sizes))
+    context = min(config.max_context, model.max_position_embeddings)
+    return estimate_fit(config, model, context, "shape")
+
+
+# --- fit estimates ---
+
+def test_fit_073b_and_2b_shapes():
+    for board in ("kv260", "zcu104"):
+        assert shape_estimate(board, SHAPE_073B).fits, board
+    assert shape_estimate("kv260", SHAPE_2B).fits
+    # 2B: 453 MB of weights + 1.3 GB float32 embedding/LM head + KV cache > ZCU104's 1.5 GB for us
+    assert not shape_estimate("zcu104", SHAPE_2B).fits
+    for model in (SHAPE_073B, SHAPE_2B):
+        estimate = shape_estimate("pynq-z2", model)
+        assert not estimate.fits
+        with pytest.raises(Exception, match=r"does not fit: shape on pynq-z2 \(XC7Z020\), estimate: DDR .* > 320.0 MB"):
+            estimate.check()
+
+
+def test_fit_counts_uram_banks():
+    kv260 = shape_estimate("kv260", SHAPE_073B)
+    uram = next(n for n in kv260.needs if n.resource == "URAM")
+    assert uram.need == 16 and uram.have == 64  # 8 banks x 2 URAM wide x 1 deep
+    big = shape_estimate("kv260", SHAPE_073B, ["tlmm.q=32", "tlmm.weight_buffer_depth=8192"])
+    with pytest.raises(Exception, match=r"does not fit: .*URAM 128 > 64"):
+        big.check()
+    assert all(n.resource != "URAM" for n in shape_estimate("pynq-z2", SHAPE_073B).needs)
+
+
+# --- bundles and ports ---
+
+def test_parse_interfaces_reads_the_top_function(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "top.cpp").write_text(
+        "// #pragma HLS INTERFACE m_axi port=zz bundle=commented_out\n"
+        "int helper(int *a);\n"
+        "int tellme_top(const int *w, float *p, int *h, unsigned n) {\n"
+        "#pragma HLS INTERFACE m_axi port=w offset=slave bundle=gmem_w depth=16 max_read_burst_length=64\n"
+        "#pragma HLS interface mode=m_axi port=p bundle=gmem_p\n"
+        "#pragma HLS INTERFACE m_axi port=h offset=slave\n"
+        "#pragma HLS INTERFACE s_axilite port=n bundle=control\n"
+        "#pragma HLS INTERFACE s_axilite port=return\n"
+        "    if (n) { return helper(h); }\n"
+        "    return 0;\n"
+        "}\n"
+    )
+    (src / "other.cpp").write_text("int tellme_tlmm_top(int *x) {\n#pragma HLS INTERFACE m_axi port=x bundle=gmem_io\n"
+                                   "#pragma HLS INTERFACE s_axilite port=return bundle=ctrl\n}\n"
+                                   "void no_control(int *x) {\n#pragma HLS INTERFACE m_axi port=x\n}\n")
+    top = parse_interfaces(tmp_path, "tellme_top")
+    assert top.m_axi == ("gmem_w", "gmem_p", "gmem") and top.control == "control"
+    assert top.ports == {"w": "gmem_w", "p": "gmem_p", "h": "gmem", "n": "control", "return": "control"}
+    engine = parse_interfaces(tmp_path, "tellme_tlmm_top")
+    assert engine.m_axi == ("gmem_io",) and engine.control == "ctrl" and engine.source == "src/other.cpp"
+    with pytest.raises(Exception, match="exactly one s_axilite bundle"):
+        parse_interfaces(tmp_path, "no_control")
+    with pytest.raises(Exception, match="defines no function missing_top"):
+        parse_interfaces(tmp_path, "missing_top")
+
+
+def test_assign_ports_round_robin():
+    ports = PLATFORMS["kv260"].hp_ports
+    assert [p.name for p in ports] == ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP3_FPD", "S_AXI_HP2_FPD"]
+    two = assign_ports(("gmem_w", "gmem_io"), ports)
+    assert [(r.port.name, r.bundles) for r in two] == [("S_AXI_HP0_FPD", ("gmem_w",)), ("S_AXI_HP1_FPD", ("gmem_io",))]
+    seven = assign_ports(tuple(f"b{i}" for i in range(7)), ports)
+    assert [r.bundles for r in seven] == [("b0",), ("b1", "b4"), ("b2", "b5"), ("b3", "b6")]
+    assert [r.bundles for r in assign_ports(("a", "b"), ports[:1])] == [("a", "b")]
+
+
+# --- report parsers ---
+
+def test_parse_csynth_xml(tmp_path):
+    hls = parse_csynth_xml(REPORTS / "csynth.xml")
+    assert hls["tool"] == "Vitis HLS 2023.2" and hls["top"] == "tellme_top"
+    assert hls["latency_cycles"] == {"best": 7, "average": None, "worst": 2904311}
+    assert hls["interval_cycles"] == {"min": 8, "max": 2904312}
+    assert hls["target_clock_ns"] == 4.0 and hls["estimated_clock_ns"] == 2.92
+    assert hls["resources"] == {"bram_18k": 58, "dsp": 198, "ff": 81234, "lut": 92417, "uram": 16}
+    assert hls["available"]["lut"] == 117120
+    older = tmp_path / "csynth.xml"
+    older.write_text((REPORTS / "csynth.xml").read_text().replace("<DSP>", "<DSP48E>").replace("</DSP>", "</DSP48E>"))
+    assert parse_csynth_xml(older)["resources"]["dsp"] == 198
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<profile><UserAssignments/></profile>")
+    with pytest.raises(ReportError, match="not a Vitis HLS csynth.xml"):
+        parse_csynth_xml(broken)
+
+
+def test_parse_utilization_ultrascale_and_7series(tmp_path):
+    us = parse_utilization(REPORTS / "utilization_kv260.rpt")
+    assert us["used"] == {"lut": 86412, "ff": 97310, "bram": 41.5, "uram": 16, "dsp": 212}
+    assert us["available"] == {"lut": 117120, "ff": 234240, "bram": 144, "uram": 64, "dsp": 1248}
+    assert us["device"] == "xck26-sfvc784-2LV-c" and us["tool"].startswith("Vivado v.2023.2")
+    z7 = parse_utilization(REPORTS / "utilization_pynq_z2.rpt")
+    assert z7["used"] == {"lut": 38204, "ff": 40117, "bram": 33.5, "dsp": 61}
+    assert z7["available"]["bram"] == 140 and "uram" not in z7["used"]
+    other = tmp_path / "other.rpt"
+    other.write_text("| Site Type | Used |\n| Bonded IOB | 3 |\n")
+    with pytest.raises(ReportError, match="not a report_utilization file"):
+        parse_utilization(other)
+
+
+def test_parse_timing_summary(tmp_path):
+    met = parse_timing_summary(REPORTS / "timing_summary.rpt")
+    assert (met["wns_ns"], met["tns_ns"], met["whs_ns"], met["ths_ns"], met["met"]) == (0.137, 0.0, 0.01, 0.0, True)
+    failed = parse_timing_summary(REPORTS / "timing_summary_failed.rpt")
+    assert failed["wns_ns"] == -0.412 and failed["tns_ns"] == -187.305 and failed["met"] is False
+    with pytest.raises(ReportError, match="no Design Timing Summary"):
+        parse_timing_summary(REPORTS / "utilization_kv260.rpt")
+
+
+# --- dry runs and the generated TCL ---
+
+@pytest.fixture(scope="module")
+def designs(bitlinear_model, tmp_path_factory) -> dict[str, Path]:
+    """A dry-run design folder per board, for the tiny model."""
+    root = tmp_path_factory.mktemp("designs")
+    out = {}
+    for board in PLATFORMS:
+        out[board] = root / board
+        assert main(["build", "--board", board, "--model", str(bitlinear_model.model_dir), "--out", str(out[board]),
+                     "--dry-run"]) == 0
+    return out
+
+
+def test_dry_run_lists_steps_and_writes_the_design(bitlinear_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    design = tmp_path / "bitstreams" / "kv260" / "model-kv260-q8"
+    assert "fit estimate for model on kv260 (XCK26)" in printed
+    assert "would run:" in printed and "TELLME_HLS_STEPS='csynth export' vitis_hls -f run_hls.tcl" in printed
+    assert "vivado -mode batch -source build_bd.tcl" in printed and "dry run: nothing run" in printed
+    manifest = json.loads((design / "manifest.json").read_text())
+    assert manifest["format"] == "tellme-design" and manifest["built"] is False
+    assert manifest["design"] == "model-kv260-q8" and manifest["bitstream"] == "model-kv260-q8.bit"
+    assert manifest["hwh"] == "model-kv260-q8.hwh" and manifest["hls"] is None and manifest["vivado"] is None
+    model_manifest = json.loads((bitlinear_model.model_dir / "manifest.json").read_text())
+    assert manifest["model"]["hash"] == model_manifest["files"]["weights.safetensors"]
+    assert manifest["model"]["config"]["num_hidden_layers"] == 2
+    assert manifest["max_context"] == 128  # the board's 1024, capped by the model's positions
+    assert manifest["accelerator"]["top"] == manifest["top"] == "tellme_top"
+    assert manifest["ports"]["ip"] == "tellme_top_0"
+    assert (design / "hls" / "run_hls.tcl").is_file() and (design / "vivado" / "build_bd.tcl").is_file()
+    # a design never built is regenerated in place; a built one needs --force
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--dry-run"]) == 0
+    manifest["built"] = True
+    (design / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--dry-run"]) == 2
+    assert "holds a built design" in capsys.readouterr().err
+    stranger = tmp_path / "notes"
+    stranger.mkdir()
+    (stranger / "todo.txt").write_text("keep me")
+    assert main(["build", "--model", str(bitlinear_model.model_dir), "--out", str(stranger), "--dry-run",
+                 "--force"]) == 2
+    assert (stranger / "todo.txt").is_file()
+
+
+def test_missing_tools_name_tool_and_project(bitlinear_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / "design"
+    assert main(["build", "--board", "zcu104", "--model", str(bitlinear_model.model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vitis_hls not found on PATH" in err[0] and str(out) in err[0]
+    assert (out / "hls" / "run_hls.tcl").is_file()  # written, to take to a machine with the tools
+
+
+def test_does_not_fit_is_one_line(bitlinear_model, tmp_path, capsys):
+    out = tmp_path / "design"
+    code = main(["build", "--board", "pynq-z2", "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                 "--dry-run", "--set", "tlmm.weight_buffer_depth=65536"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("tellme: error: does not fit: model on pynq-z2 (XC7Z020), estimate: BRAM36")
+    assert not out.exists()
+
+
+def run_stub_tool(tool: str, script: Path, tmp_path: Path, env: dict | None = None) -> list[list[str]]:
+    stubs = tmp_path / "tool.tcl"
+    stubs.write_text(STUBS)
+    log = tmp_path / f"{tool}.log"
+    environment = {"PATH": "/usr/bin:/bin", "TELLME_TCL_LOG": str(log),
+                   "TELLME_UTILIZATION_RPT": str(REPORTS / "utilization_kv260.rpt"),
+                   "TELLME_TIMING_RPT": str(REPORTS / "timing_summary.rpt"),
+                   "TELLME_CSYNTH_XML": str(REPORTS / "csynth.xml"), **(env or {})}
+    flag = "-f" if tool == "vitis_hls" else "-source"
+    result = subprocess.run([TCLSH, str(stubs), tool, flag, str(script)], cwd=script.parent, env=environment,
+                            capture_output=True, text=True, timeout=60)
+    calls = [line.split("\t") for line in log.read_text().splitlines()]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not [c for c in calls if c[0] == "UNKNOWN"]
+    return calls
+
+
+def called(calls: list[list[str]], name: str) -> list[list[str]]:
+    return [c[1:] for c in calls if c[0] == name]
+
+
+def index(calls: list[list[str]], name: str, *args: str) -> int:
+    return next(i for i, c in enumerate(calls) if c[0] == name and list(c[1:1 + len(args)]) == list(args))
+
+
+@needs_tclsh
+@pytest.mark.parametrize("board", sorted(PLATFORMS))
+def test_build_bd_tcl_under_stand_ins(board, designs, tmp_path):
+    design = designs[board]
+    manifest = json.loads((design / "manifest.json").read_text())
+    platform = PLATFORMS[board]
+    # the exported IP exists where the script looks for it
+    ip = json.loads((design / "hls" / "config.json").read_text())
+    calls = run_stub_tool("vivado", shutil.copytree(design, tmp_path / "d") / "vivado" / "build_bd.tcl", tmp_path)
+    (create,) = called(calls, "create_project")
+    assert create[-2:] == ["-part", manifest["part"]] == ["-part", ip["part"]]
+    props = {c[0]: c[1] for c in called(calls, "set_property") if len(c) == 3 and c[2] == "prj"}
+    assert props["board_part"] == platform.board_part_glob.replace("*:", "tellme.test:").replace(":*", ":part0:9.9")
+    assert props.get("board_connections", "") == platform.board_connections
+    assert props["ip_repo_paths"].endswith("/hls/tellme/solution1/impl/ip")
+    cells = {c[-1]: c[-2] for c in called(calls, "create_bd_cell")}
+    assert cells["ps"] == platform.ps_ip and cells["tellme_top_0"] == "xilinx.com:hls:tellme_top:1.0"
+    (automation,) = called(calls, "apply_bd_automation")
+    assert automation[:2] == ["-rule", platform.ps_rule]
+    ps_dict = next(c[1].split() for c in called(calls, "set_property") if c[0] == "-dict" and c[-1] == "ps")
+    ps_config = dict(zip(ps_dict[::2], ps_dict[1::2], strict=True))
+    assert float(ps_config[f"CONFIG.{platform.clock_key}"]) == manifest["clock_mhz"]
+    hp_width = str(min(manifest["accelerator"]["axi_width"], platform.hp_max_width))
+    intf = called(calls, "connect_bd_intf_net")
+    ports = manifest["ports"]
+    assert ["ps/" + platform.control_port, "smc_control/S00_AXI"] in intf
+    assert ["smc_control/M00_AXI", "tellme_top_0/s_axi_control"] in intf
+    assert set(ports["m_axi"]) == {"gmem_w", "gmem_p", "gmem_k", "gmem_v", "gmem_h"}
+    for bundle, port_name in ports["m_axi"].items():
+        port = next(p for p in platform.hp_ports if p.name == port_name)
+        smc = next(c[1].split("/")[0] for c in intf if c[0] == f"tellme_top_0/m_axi_{bundle}")
+        assert [f"{smc}/M00_AXI", f"ps/{port_name}"] in intf
+        assert ps_config[f"CONFIG.{port.enable}"] == "1" and ps_config[f"CONFIG.{port.width_key}"] == hp_width
+    assert len(set(ports["m_axi"].values())) == min(5, len(platform.hp_ports))  # separate ports while they last
+    clock = next(c for c in called(calls, "connect_bd_net") if c[0] == f"ps/{platform.clock_pin}")
+    assert "tellme_top_0/ap_clk" in clock and f"ps/{platform.control_clock_pin}" in clock
+    for port in platform.hp_ports:
+        if port.name in ports["m_axi"].values():
+            assert f"ps/{port.clock_pin}" in clock
+    address = called(calls, "assign_bd_address")[0]
+    assert address[:2] == ["-offset", ports["control"]["base_address"]] == ["-offset", f"0x{platform.control_base:08X}"]
+    order = [index(calls, "validate_bd_design"), index(calls, "make_wrapper"), index(calls, "add_files"),
+             index(calls, "launch_runs", "synth_1"), index(calls, "wait_on_run", "synth_1"),
+             index(calls, "launch_runs", "impl_1", "-to_step", "write_bitstream"),
+             index(calls, "wait_on_run", "impl_1"),
+             index(calls, "report_utilization"), index(calls, "report_timing_summary")]
+    assert order == sorted(order)
+    out = tmp_path / "d" / "vivado" / "out"
+    assert (out / f"{manifest['design']}.bit").is_file() and (out / f"{manifest['design']}.hwh").is_file()
+
+
+@needs_tclsh
+def test_run_hls_tcl_under_stand_ins(designs, tmp_path):
+    hls = shutil.copytree(designs["kv260"] / "hls", tmp_path / "hls")
+    calls = run_stub_tool("vitis_hls", hls / "run_hls.tcl", tmp_path, {"TELLME_HLS_STEPS": "csynth export"})
+    assert called(calls, "set_top") == [["tellme_top"]] and called(calls, "set_part") == [["xck26-sfvc784-2LV-c"]]
+    assert called(calls, "create_clock")[0][:2] == ["-period", "4.0"]
+    assert called(calls, "csynth_design") and called(calls, "export_design")
+    assert not called(calls, "csim_design") and not called(calls, "cosim_design")
+    assert (hls / "tellme" / "solution1" / "impl" / "ip" / "component.xml").is_file()
+
+
+# --- the whole flow, with fake tools ---
+
+def fake_tools(tmp_path: Path) -> Path:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    (tmp_path / "tool.tcl").write_text(STUBS)
+    for tool in ("vitis_hls", "vivado"):
+        path = bin_dir / tool
+        path.write_text(f'#!/bin/sh\nexec "{TCLSH}" "{tmp_path / "tool.tcl"}" {tool} "$@"\n')
+        path.chmod(0o755)
+    return bin_dir
+
+
+@needs_tclsh
+def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_tools(tmp_path)}:/usr/bin:/bin")
+    monkeypatch.setenv("TELLME_TCL_LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("TELLME_UTILIZATION_RPT", str(REPORTS / "utilization_kv260.rpt"))
+    monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary.rpt"))
+    monkeypatch.setenv("TELLME_CSYNTH_XML", str(REPORTS / "csynth.xml"))
+    out = tmp_path / "bitstreams" / "kv260" / "tiny"
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "[vivado" in captured.err and "tellme: step 5/6" in captured.err  # progress lines
+    assert "built " in captured.out and "WNS 0.137 ns" in captured.out
+    assert (out / "tiny.bit").is_file() and (out / "tiny.hwh").is_file()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["built"] is True and manifest["bitstream"] == "tiny.bit"
+    assert manifest["tools"]["vitis_hls"] == "Vitis HLS 2023.2"
+    assert manifest["tools"]["vivado"].startswith("Vivado v.2023.2")
+    assert manifest["hls"]["latency_cycles"]["worst"] == 2904311
+    assert manifest["vivado"]["utilization"]["used"]["uram"] == 16
+    assert manifest["vivado"]["timing"] == {"wns_ns": 0.137, "tns_ns": 0.0, "whs_ns": 0.01, "ths_ns": 0.0, "met": True}
+    tools = [line.split("\t") for line in (tmp_path / "calls.log").read_text().splitlines() if line.startswith("TOOL")]
+    assert [t[1] for t in tools] == ["vitis_hls", "vivado"] and tools[0][4] == "csynth export"
+    assert (out / "logs" / "vivado.log").is_file()
+
+    # timing not met: the design is written, the exit code says so
+    monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary_failed.rpt"))
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                 "--force"]) == 1
+    assert "timing not met (WNS -0.412 ns" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["vivado"]["timing"]["met"] is False
+
+    # a failing tool: one line with its last error and the log; no bitstream left behind
+    monkeypatch.setenv("TELLME_FAIL", "vivado")
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                 "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "vivado failed (exit 1)" in err and "stand-in failure of vivado" in err and "vivado.log" in err
+    assert not (out / "tiny.bit").exists()
+    assert json.loads((out / "manifest.json").read_text())["built"] is False
