@@ -127,3 +127,22 @@ def test_decode_attention_online_softmax(driver, tmp_path, heads, kv_heads, leng
     scores = np.einsum("hd,thd->ht", q, keys) * np.float32(HEAD_DIM**-0.5)
     want = np.einsum("ht,thd->hd", softmax(scores), values)
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("b,length", [(1, 1), (3, 3), (7, 20), (8, 8)])
+def test_block_attention_reversed_order_is_causal(driver, tmp_path, b, length):
+    """b queries at positions length-b .. length-1, 3 query PEs: each sees only the rows up to its own."""
+    heads, kv_heads = 4, 2
+    rng = np.random.default_rng(b * 100 + length)
+    q = rng.standard_normal((b, heads, HEAD_DIM)).astype(np.float32)
+    k = rng.standard_normal((length, kv_heads, HEAD_DIM)).astype(np.float32)
+    v = rng.standard_normal((length, kv_heads, HEAD_DIM)).astype(np.float32)
+    raw = run(driver, tmp_path, "attention_block", [length, heads, kv_heads, b], q, k, v)
+    out = np.frombuffer(raw, dtype=np.float32).reshape(b, heads, HEAD_DIM)
+    keys = np.repeat(k.astype(np.float16).astype(np.float32), 2, axis=1)
+    values = np.repeat(v.astype(np.float16).astype(np.float32), 2, axis=1)
+    for i in range(b):
+        visible = length - b + i + 1
+        scores = np.einsum("hd,thd->ht", q[i], keys[:visible]) * np.float32(HEAD_DIM**-0.5)
+        want = np.einsum("ht,thd->hd", softmax(scores), values[:visible])
+        np.testing.assert_allclose(out[i], want, rtol=1e-5, atol=1e-6)

@@ -89,6 +89,17 @@ int main(int argc, char **argv) {
         tellme::decode_attention<HD, MAX_HEADS>(q.data(), heads, kv_heads, n, kc.data(), vc.data(), o.data());
         put(out, kc.data(), kc.size());
         put(out, o.data(), o.size());
+    } else if (!strcmp(op, "attention_block")) {  // n = cache length; heads, kv_heads, b queries at n - b
+        const unsigned heads = (unsigned)r.scalar(), kv_heads = (unsigned)r.scalar(), b = (unsigned)r.scalar();
+        std::vector<float> q = r.take<float>(b * heads * HD);
+        std::vector<float> k = r.take<float>(n * kv_heads * HD), v = r.take<float>(n * kv_heads * HD);
+        std::vector<uint16_t> kc(n * kv_heads * HD), vc(n * kv_heads * HD);
+        for (unsigned t = 0; t < n; t++)
+            tellme::kv_append<HD>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t, kc.data(), vc.data());
+        std::vector<float> o(b * heads * HD);
+        tellme::attention_block<HD, MAX_HEADS, 3>(q.data(), heads * HD, b, n - b, heads, kv_heads, kc.data(),
+                                                  vc.data(), o.data(), heads * HD);
+        put(out, o.data(), o.size());
     } else {
         fprintf(stderr, "unknown op %s\n", op);
         return 2;
