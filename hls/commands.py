@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 
 from tellme.models.errors import UserError
@@ -21,19 +20,12 @@ GOLDEN_TOKENS = 2
 
 
 def resolve_model_dir(model: str | None) -> Path:
-    """--model, else the bundled default model when the installed package has one."""
+    """--model, else the bundled default model (UserError when this install has none)."""
     if model:
         return Path(model)
-    try:
-        default = importlib.import_module("tellme.models.default")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tellme.models.default":
-            raise
-        default = None
-    path = getattr(default, "default_model_dir", lambda: None)() if default else None
-    if path is None or not Path(path).is_dir():
-        raise UserError("no --model given and no bundled default model: pass --model DIR (from tellme convert)")
-    return Path(path)
+    from tellme.models.default_model import default_model_dir
+
+    return default_model_dir()
 
 
 def configure(board: str, model_dir: Path, overrides: list[str]) -> AcceleratorConfig:

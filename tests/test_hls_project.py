@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -231,7 +230,9 @@ def test_failed_write_leaves_nothing(model_dir, tmp_path, monkeypatch):
 
 
 def test_model_is_required_without_a_default(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tellme.models.default", None)
+    from tellme.models import default_model
+
+    monkeypatch.setattr(default_model, "BUNDLED", tmp_path / "no-bundled-model")
     assert "--model" in _error(capsys, ["hls", "--out", str(tmp_path / "p")])
 
 
