@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
 
@@ -126,14 +127,8 @@ def _replaceable(out: Path, force: bool) -> None:
     shutil.rmtree(out)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_manifest(path: Path, manifest: dict) -> None:
-    _write_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    write_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
 def _commands(out: Path, design: str) -> list[tuple[str, list[str], Path, dict[str, str]]]:
@@ -250,7 +245,7 @@ def build_command(args: argparse.Namespace) -> int:
     ip_rel = os.path.relpath(project.ip_dir, out / "vivado")
     bd = block_design(name, project.config, project.interfaces, Path(ip_rel).as_posix())
     (out / "vivado").mkdir(exist_ok=True)
-    _write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
+    write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
     manifest = _manifest(name, bd, model, model_dir, context, fit)
     _write_manifest(out / MANIFEST, manifest)
 

@@ -3,15 +3,12 @@ jinja2 templates, golden vectors from numpy; written into a temp folder beside O
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 
 import jinja2
 
-from tellme.models.errors import UserError
+from tellme.models.atomic import atomic_dir
 
 from .config import AP_INT_MAX_W, AcceleratorConfig
 from .decoder_design import DecoderGolden, DecoderSpec
@@ -101,31 +98,13 @@ def project_files(
     return files
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    """Put a finished folder at out; an existing out is removed only once tmp is complete."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out)
-
-
 def write_project(
     out: Path, config: AcceleratorConfig, golden: Golden, model: DecoderSpec, decoder_golden: DecoderGolden,
     force: bool = False,
 ) -> Path:
     """Write the project atomically; an existing out is refused unless force."""
     out = Path(out)
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists: choose another folder or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the project should not be
-    try:
+    with atomic_dir(out, force=force) as tmp:
         for rel, content in project_files(config, golden, model, decoder_golden).items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,8 +112,4 @@ def write_project(
                 path.write_bytes(content)
             else:
                 path.write_text(content)
-        _swap_in(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

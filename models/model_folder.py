@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from .atomic import atomic_dir
 from .checkpoint import TernaryModel
 from .config import ModelConfig
 from .errors import UserError
@@ -52,17 +51,6 @@ def model_tensors(model: TernaryModel, progress: Callable[[int, int], None] | No
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
 
 
-def _replace_dir(tmp: Path, dst: Path) -> None:
-    """Move a finished folder into place; an existing dst is swapped out only after tmp is complete."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-        tmp.rename(dst)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(dst)
-
-
 def write_model_folder(
     model: TernaryModel,
     dst: Path,
@@ -72,12 +60,7 @@ def write_model_folder(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Write manifest, weights and tokenizer files into dst atomically (temp folder, then rename)."""
-    dst = Path(dst)
-    if dst.exists() and not force:
-        raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    try:
+    with atomic_dir(Path(dst), force=force) as tmp:
         save_file(model_tensors(model, progress), str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
         for name, path in source_files.items():
             shutil.copyfile(path, tmp / name)
@@ -90,10 +73,6 @@ def write_model_folder(
             "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _replace_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @dataclass

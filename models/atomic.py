@@ -1,0 +1,61 @@
+"""Writing outputs so that nothing is ever half-written: into a temporary sibling, then renamed.
+
+A reader (or a crash) sees the old file or folder or the new one, never a mix; an existing folder
+is refused unless the caller forces a replacement, and is only removed once the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserError
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace path's contents in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_dir(dst: Path, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside dst; on success it becomes dst, on error it is removed."""
+    dst = Path(dst)
+    if dst.exists() and not force:
+        raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
+    try:
+        yield tmp
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            dst.rename(old)
+            tmp.rename(dst)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
