@@ -90,13 +90,19 @@ class DecoderSim:
         for cache in (k_cache, v_cache):
             if cache.dtype != np.uint16 or not cache.flags.c_contiguous or cache.size != k_cache.size:
                 raise ValueError("KV caches must be contiguous uint16 arrays from new_cache()")
-        self._ensure_weights()
         hidden_out = np.zeros_like(hidden_in)
-        rc = self._forward(_ptr(self.image.params), _ptr(k_cache), _ptr(v_cache), _ptr(hidden_in),
-                           _ptr(hidden_out), n, pos)
+        rc = self.call(self.image.params, k_cache, v_cache, hidden_in, hidden_out, n, pos)
         if rc != 0:
             raise RuntimeError(f"tellme_top returned {rc} for n={n}, pos={pos}")
         return hidden_out
+
+    def call(self, params: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, hidden_in: np.ndarray,
+             hidden_out: np.ndarray, n: int, pos: int) -> int:
+        """tellme_top on caller-owned buffers, unchecked, as the board runs it; returns ap_return.
+        The weights are this instance's image (loaded into the library when another instance had it)."""
+        self._ensure_weights()
+        return int(self._forward(_ptr(params), _ptr(k_cache), _ptr(v_cache), _ptr(hidden_in), _ptr(hidden_out),
+                                 n, pos))
 
     def matvec(self, layer: int, proj: str, xq: np.ndarray, s_x: float, s_w: float) -> np.ndarray:
         """One matrix of the weights image through the decoder's on-chip TLMM path."""

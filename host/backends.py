@@ -1,61 +1,19 @@
-"""Where the decoder layers run. Each backend keeps its own KV cache and position; the host does the
-embedding gather (inside forward), the LM head and sampling."""
+"""A backend is a Device plus what the host computes around it: the embedding gather before, the LM head
+after, and the position in the KV cache. The generation loop and the CLI talk to this, whatever runs
+the layers."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
 
-BACKENDS = ("reference", "csim")
+from .device import DEVICES, Device, open_device
 
-
-class Backend(Protocol):
-    name: str
-    folder: ModelFolder
-    max_context: int
-
-    @property
-    def position(self) -> int: ...
-
-    def reset(self) -> None: ...
-
-    def forward(self, tokens: list[int]) -> np.ndarray:
-        """Run tokens at the next positions; return final-normed hidden states [n, hidden]."""
-        ...
-
-    def lm_head(self, hidden: np.ndarray) -> np.ndarray: ...
-
-
-class ReferenceBackend:
-    """The numpy reference model (table-lookup matmuls, float32 KV cache)."""
-
-    name = "reference"
-
-    def __init__(self, folder: ModelFolder, max_context: int | None = None):
-        from tellme.models.reference import ReferenceModel
-
-        self.folder = folder
-        self.model = ReferenceModel(folder)
-        self.max_context = max_context or folder.config.max_position_embeddings
-        self.cache = self.model.new_cache(self.max_context)
-
-    @property
-    def position(self) -> int:
-        return self.cache.length
-
-    def reset(self) -> None:
-        self.cache = self.model.new_cache(self.max_context)
-
-    def forward(self, tokens: list[int]) -> np.ndarray:
-        return self.model.forward(tokens, self.cache)
-
-    def lm_head(self, hidden: np.ndarray) -> np.ndarray:
-        return self.model.lm_head_logits(hidden)
+BACKENDS = DEVICES
 
 
 class HostEnds:
@@ -76,43 +34,61 @@ class HostEnds:
         return hidden @ self.lm_head_weight.T
 
 
-class CsimBackend:
-    """The accelerator's C++ (tellme_top) compiled by g++: the design a board would run, on a laptop.
-    Needs the `hls` extra; the library is built on first use and cached."""
+class Backend:
+    """A device with its host ends and KV-cache position; forward() runs tokens at the next positions."""
 
-    name = "csim"
-
-    def __init__(self, folder: ModelFolder, board: str = "kv260"):
-        from tellme.hls.commands import configure
-        from tellme.hls.csim_decoder import DecoderSim
-
+    def __init__(self, folder: ModelFolder, device: Device, ends: HostEnds | None = None):
         self.folder = folder
-        self.ends = HostEnds(folder)
-        self.sim = DecoderSim.build(folder, configure(board, folder.path, []))
-        self.max_context = self.sim.spec.max_context
-        self.reset()
+        self.device = device
+        self.ends = ends or HostEnds(folder)
+        self.name = device.name
+        self.max_context = device.max_context
+        self._position = 0
 
     @property
     def position(self) -> int:
         return self._position
 
     def reset(self) -> None:
-        self.k_cache, self.v_cache = self.sim.new_cache()
+        """Start a new sequence: the device overwrites every position before it reads it."""
         self._position = 0
 
+    def embed(self, tokens: list[int]) -> np.ndarray:
+        return self.ends.embed(tokens)
+
+    def run(self, hidden: np.ndarray) -> np.ndarray:
+        """Embeddings [n, hidden] at the next n positions -> final-normed hidden states [n, hidden]."""
+        out = self.device.run(hidden, self._position)
+        self._position += len(hidden)
+        return out
+
     def forward(self, tokens: list[int]) -> np.ndarray:
-        hidden = self.sim.forward(self.ends.embed(tokens), self.k_cache, self.v_cache, self._position)
-        self._position += len(tokens)
-        return hidden
+        return self.run(self.embed(tokens))
 
     def lm_head(self, hidden: np.ndarray) -> np.ndarray:
         return self.ends.lm_head(hidden)
 
+    def close(self) -> None:
+        self.device.close()
 
-def open_backend(name: str, model_dir: Path) -> Backend:
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_backend(name: str, model_dir: Path, bitstream: Path | str | None = None, board: str | None = None,
+                 **device_options) -> Backend:
+    """The model folder on the named device. A design folder (--bitstream) is checked against the model;
+    the board needs it built, csim simulates its parameters even from a dry run."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
     folder = open_model_folder(model_dir)
-    if name == "csim":
-        return CsimBackend(folder)
-    return ReferenceBackend(folder)
+    design = None
+    if bitstream is not None:
+        from .design_manifest import open_design
+
+        design = open_design(bitstream, folder, board, built=name == "pynq")
+    device = open_device(name, folder, design, board or (design.board if design else "kv260"), **device_options)
+    return Backend(folder, device)

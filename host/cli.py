@@ -50,8 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="generate text, streaming it as it is produced")
     _add_model_arg(p)
-    p.add_argument("--backend", default="reference", help="reference | csim (default: reference)")
-    p.add_argument("--prompt", required=True, help="prompt text")
+    p.add_argument("--backend", default="reference", help="reference | csim | pynq (default: reference)")
+    p.add_argument("--bitstream", default=None, metavar="DESIGN",
+                   help="design folder from tellme build (bitstreams/<board>/<design>/): required by pynq; "
+                        "csim then simulates that design")
+    p.add_argument("--board", default=None,
+                   help="kv260 | zcu104 | pynq-z2: csim's preset without --bitstream (default: kv260), "
+                        "else checked against the design")
+    p.add_argument("--prompt", default=None, help="prompt text (with --chat: the first message)")
+    p.add_argument("--chat", action="store_true",
+                   help="converse on stdin, keeping the KV cache across turns until the context is full")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--temperature", type=float, default=0.0, help="0 means greedy (default)")
     p.add_argument("--top-k", type=int, default=0, help="keep the k most likely tokens (0: all)")

@@ -13,20 +13,11 @@ import numpy as np
 from tellme.models.errors import UserError
 
 from .backends import open_backend
-from .generate import GenerationStats, generate
-from .sampling import Sampler, SamplingParams
-from .tokenizer import StreamDecoder, Tokenizer
+from .generate import ContextFull
+from .sampling import SamplingParams
+from .session import Session, resolve_model_dir
 
-
-def resolve_model_dir(model: str | None) -> Path:
-    """--model, or the bundled default model."""
-    if model:
-        return Path(model)
-    try:
-        from tellme.models.default_model import default_model_dir
-    except ImportError:
-        raise UserError("no bundled model in this install: pass --model DIR") from None
-    return default_model_dir()
+CHAT_HELP = "chat: type a message and Enter; /reset starts over, /quit (or Ctrl-D) ends"
 
 
 def parse_token_ids(text: str) -> list[int]:
@@ -54,30 +45,73 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 def logits_command(args: argparse.Namespace) -> int:
     tokens = parse_token_ids(args.tokens)
-    backend = open_backend(args.backend, resolve_model_dir(args.model))
-    if len(tokens) > backend.max_context:
-        raise UserError(f"{len(tokens)} tokens exceed the context of {backend.max_context}")
-    logits = backend.lm_head(backend.forward(tokens)).astype(np.float32)
+    with open_backend(args.backend, resolve_model_dir(args.model)) as backend:
+        if len(tokens) > backend.max_context:
+            raise UserError(f"{len(tokens)} tokens exceed the context of {backend.max_context}")
+        logits = backend.lm_head(backend.forward(tokens)).astype(np.float32)
     save_npy_atomic(Path(args.out), logits)
     print(f"wrote {args.out}: logits {list(logits.shape)}", file=sys.stderr)
     return 0
 
 
-def run_command(args: argparse.Namespace) -> int:
+def _sampling(args: argparse.Namespace) -> dict:
+    """The sampling options, checked before any model is loaded."""
     if args.max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    sampler = Sampler(SamplingParams(args.temperature, args.top_k, args.top_p, args.seed))
-    backend = open_backend(args.backend, resolve_model_dir(args.model))
-    tokenizer = Tokenizer(backend.folder.tokenizer_path)
-    prompt = tokenizer.encode(args.prompt)
-    stats = GenerationStats()
-    stream = StreamDecoder(tokenizer)
-    sys.stdout.write(args.prompt)
-    sys.stdout.flush()
-    eos = backend.folder.config.eos_token_id
-    for token in generate(backend, prompt, args.max_new_tokens, sampler, stats, eos):
-        sys.stdout.write(stream.push(token))
+    SamplingParams(args.temperature, args.top_k, args.top_p, args.seed).validate()
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k,
+            "top_p": args.top_p, "seed": args.seed}
+
+
+def _stream(pieces) -> None:
+    for piece in pieces:
+        sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
-    print(f"[{backend.name}] {stats.summary()}", file=sys.stderr)
+    sys.stdout.flush()
+
+
+def _chat(session: Session, first: str | None, sampling: dict) -> int:
+    print(f"[{session.name}] {CHAT_HELP}; context {session.max_context} positions", file=sys.stderr)
+    messages = [first] if first else []
+    while True:
+        if messages:
+            message = messages.pop()
+        else:
+            print("> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            message = line.rstrip("\n")
+        if message.strip() == "/quit":
+            return 0
+        if message.strip() == "/reset":
+            session.reset()
+            print("[conversation reset]", file=sys.stderr)
+            continue
+        if not message.strip():
+            continue
+        try:
+            _stream(session.chat(message, **sampling))
+        except ContextFull as exc:
+            print(f"[{exc}: type /reset]", file=sys.stderr)
+            continue
+        print(f"[{session.name}] {session.stats.summary()} | context {session.position}/{session.max_context}",
+              file=sys.stderr)
+        if session.context_full:
+            print(f"[{session.notice}: type /reset]", file=sys.stderr)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    sampling = _sampling(args)
+    if args.prompt is None and not args.chat:
+        raise UserError("--prompt is required (or --chat for a conversation)")
+    with Session(args.model, args.backend, args.bitstream, args.board) as session:
+        if args.chat:
+            return _chat(session, args.prompt, sampling)
+        pieces = session.generate(args.prompt, **sampling)
+        sys.stdout.write(args.prompt)
+        sys.stdout.flush()
+        _stream(pieces)
+        print(f"[{session.name}] {session.stats.summary()}", file=sys.stderr)
     return 0

@@ -155,14 +155,17 @@ class ReferenceModel:
 
     def forward(self, tokens: list[int], cache: KVCache) -> np.ndarray:
         """Run n tokens at positions [cache.length, +n); returns final-normed hidden states [n, hidden]."""
+        return self.forward_hidden(self.embed(tokens), cache)
+
+    def forward_hidden(self, h: np.ndarray, cache: KVCache) -> np.ndarray:
+        """forward() from gathered embeddings [n, hidden]: the accelerator's boundary (the host embeds)."""
         c = self.config
-        n = len(tokens)
+        n = h.shape[0]
         if cache.length + n > cache.max_context:
             raise UserError(
                 f"{cache.length + n} tokens exceed the context of {cache.max_context}: "
                 "shorten the prompt or lower --max-new-tokens"
             )
-        h = self.embed(tokens)
         for i, layer in enumerate(self.layers):
             norms, lin = layer.norms, layer.linears
             a = self.attention(i, rms_norm(h, norms["input_layernorm"], c.rms_norm_eps), cache)

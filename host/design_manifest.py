@@ -1,0 +1,138 @@
+"""A built design folder (`tellme build`): its manifest.json, read and checked against the model.
+
+The host may not import the generator (tellme.hls), so this module parses the JSON that hls/build.py
+writes. A design is only usable with the model it was generated for: the DDR image offsets, the KV
+cache size and the kernel's loop bounds are all baked into the bitstream, so any mismatch is a
+one-line UserError rather than garbage on the board.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tellme.models.ddr_image import LineLayout
+from tellme.models.errors import UserError
+from tellme.models.model_folder import ModelFolder
+
+MANIFEST = "manifest.json"
+DESIGN_FORMAT = "tellme-design"
+DESIGN_VERSION = 1
+DECODER_TOP = "tellme_top"
+# model config fields the bitstream is sized by (the rest, e.g. token ids, is the host's business)
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta")
+
+
+@dataclass(frozen=True)
+class Design:
+    """What the host needs from a design folder: files, the engine layout, the context and the clock."""
+
+    path: Path
+    name: str
+    board: str
+    top: str
+    ip: str  # the accelerator's cell name in the block design (a key of pynq's ip_dict)
+    clock_mhz: float
+    max_context: int
+    layout: LineLayout
+    model_hash: str
+    model_config: dict
+    accelerator: dict  # the generator's AcceleratorConfig, as written (the csim backend rebuilds it)
+    built: bool
+
+    @property
+    def bitstream(self) -> Path:
+        return self.path / f"{self.name}.bit"
+
+    @property
+    def hwh(self) -> Path:
+        return self.path / f"{self.name}.hwh"
+
+
+def _field(data: dict, path: str, kind: type | tuple[type, ...], where: Path):
+    value: object = data
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            raise UserError(f"{where} has no {path!r}: not a tellme design manifest (rebuild with tellme build)")
+        value = value[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise UserError(f"{where}: {path!r} is {value!r}, not a {getattr(kind, '__name__', kind)}")
+    return value
+
+
+def read_design(path: Path | str) -> Design:
+    """Parse <design>/manifest.json; a missing or malformed manifest is a UserError."""
+    path = Path(path)
+    if path.is_file() and path.suffix in (".bit", ".json"):
+        path = path.parent  # accept the .bit or the manifest itself
+    manifest_path = path / MANIFEST
+    try:
+        data = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} is not a design folder (no {MANIFEST}): pass bitstreams/<board>/<design>/") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{manifest_path} is not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != DESIGN_FORMAT:
+        raise UserError(f"{manifest_path} is not a {DESIGN_FORMAT} manifest")
+    if data.get("version") != DESIGN_VERSION:
+        raise UserError(f"{manifest_path} has version {data.get('version')!r}; this host reads version "
+                        f"{DESIGN_VERSION}: rebuild the design or upgrade tellme-hls")
+    f = manifest_path
+    ports = data.get("ports") if isinstance(data.get("ports"), dict) else {}
+    top = _field(data, "top", str, f)
+    return Design(
+        path=path,
+        name=Path(_field(data, "bitstream", str, f)).stem,
+        board=_field(data, "board", str, f),
+        top=top,
+        ip=str(ports.get("ip") or f"{top}_0"),
+        clock_mhz=float(_field(data, "clock_mhz", (int, float), f)),
+        max_context=_field(data, "max_context", int, f),
+        layout=LineLayout(t=_field(data, "accelerator.tlmm.t", int, f), q=_field(data, "accelerator.tlmm.q", int, f),
+                          axi_width=_field(data, "accelerator.axi_width", int, f)),
+        model_hash=_field(data, "model.hash", str, f),
+        model_config=_field(data, "model.config", dict, f),
+        accelerator=_field(data, "accelerator", dict, f),
+        built=bool(data.get("built")),
+    )
+
+
+def check_design(design: Design, folder: ModelFolder, board: str | None = None, built: bool = True) -> None:
+    """Refuse a design for another board or model, or one that cannot hold its context; with built=True
+    also one without its bitstream (a dry run or a failed build)."""
+    where = f"design {design.name}"
+    if design.top != DECODER_TOP:
+        raise UserError(f"{where} synthesises {design.top}, not the decoder ({DECODER_TOP}): it cannot run a model")
+    if board is not None and board != design.board:
+        raise UserError(f"{where} was built for {design.board}, not {board}: pass --board {design.board} "
+                        "or a design for this board")
+    if design.model_hash != folder.model_hash:
+        raise UserError(f"{where} was built for model {design.model_hash[:12]}, --model is {folder.model_hash[:12]} "
+                        f"({folder.path}): pass the model it was built for or rebuild with tellme build")
+    ours = {k: getattr(folder.config, k) for k in SHAPE_FIELDS}
+    diff = [k for k in SHAPE_FIELDS if design.model_config.get(k) != ours[k]]
+    if diff:
+        k = diff[0]
+        raise UserError(f"{where} has {k}={design.model_config.get(k)!r}, the model {ours[k]!r}: "
+                        "rebuild the design with tellme build")
+    if not 0 < design.max_context <= folder.config.max_position_embeddings:
+        raise UserError(f"{where} holds {design.max_context} positions, the model "
+                        f"{folder.config.max_position_embeddings}: rebuild the design with tellme build")
+    if not 0 < design.clock_mhz <= 1000:
+        raise UserError(f"{where} has a clock of {design.clock_mhz} MHz: the manifest is damaged")
+    if not built:
+        return
+    if not design.built:
+        raise UserError(f"{where} was never built (a dry run, or the build failed): run tellme build "
+                        f"without --dry-run on a machine with Vivado, then copy {design.path} to the board")
+    for file in (design.bitstream, design.hwh):
+        if not file.is_file():
+            raise UserError(f"{where} has no {file.name} in {design.path}: copy the whole design folder")
+
+
+def open_design(path: Path | str, folder: ModelFolder, board: str | None = None, built: bool = True) -> Design:
+    design = read_design(path)
+    check_design(design, folder, board, built)
+    return design

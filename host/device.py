@@ -1,0 +1,110 @@
+"""The accelerator boundary: a Device runs the decoder stack (every layer and the final norm) on hidden
+states; the host around it gathers embeddings, applies the LM head and samples.
+
+Building a device uploads the weights image once and allocates its KV cache; `run(hidden_in, pos)`
+feeds n embeddings at positions [pos, pos + n) and returns the final-normed hidden states. Positions
+past `pos + n` are never read (attention is causal), so rewinding to position 0 needs no clearing.
+Three implementations share this contract: the numpy reference, the C-simulated top (csim) and the
+board (pynq, in pynq_device.py). Only the board one imports pynq, only csim imports the generator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from tellme.models.errors import UserError
+from tellme.models.model_folder import ModelFolder
+
+if TYPE_CHECKING:
+    from .design_manifest import Design
+
+DEVICES = ("reference", "csim", "pynq")
+
+
+class Device(Protocol):
+    name: str
+    max_context: int
+
+    def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
+        """hidden_in float32 [n, hidden] at positions [pos, pos + n) -> final-normed hidden [n, hidden]."""
+        ...
+
+    def close(self) -> None:
+        """Release what the device holds (board buffers); idempotent."""
+        ...
+
+
+def check_range(n: int, pos: int, max_context: int) -> None:
+    """The range check every device does before touching its cache (the top refuses it too)."""
+    if n < 1:
+        raise UserError("nothing to run: give at least one token")
+    if pos < 0 or pos + n > max_context:
+        raise UserError(f"positions {pos}..{pos + n - 1} exceed the context of {max_context}: "
+                        "shorten the prompt or lower --max-new-tokens")
+
+
+class ReferenceDevice:
+    """The numpy reference model (table-lookup matmuls, float32 KV cache, transformers' numerics)."""
+
+    name = "reference"
+
+    def __init__(self, folder: ModelFolder, max_context: int | None = None):
+        from tellme.models.reference import ReferenceModel
+
+        self.model = ReferenceModel(folder)
+        self.max_context = max_context or folder.config.max_position_embeddings
+        self.cache = self.model.new_cache(self.max_context)
+
+    def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
+        check_range(len(hidden_in), pos, self.max_context)
+        self.cache.length = pos
+        return self.model.forward_hidden(np.asarray(hidden_in, dtype=np.float32), self.cache)
+
+    def close(self) -> None:
+        pass
+
+
+class CsimDevice:
+    """The accelerator's C++ (tellme_top) compiled by g++ against the same DDR image and fp16 KV cache the
+    board gets. With a design, it simulates exactly that design's parameters; needs the `hls` extra."""
+
+    name = "csim"
+
+    def __init__(self, folder: ModelFolder, board: str = "kv260", design: Design | None = None):
+        from tellme.hls.config import AcceleratorConfig
+        from tellme.hls.csim_decoder import DecoderSim
+
+        if design is not None:
+            config = AcceleratorConfig.from_dict(design.accelerator)
+        else:
+            from tellme.hls.commands import configure
+
+            config = configure(board, folder.path, [])
+        self.sim = DecoderSim.build(folder, config)
+        self.max_context = self.sim.spec.max_context
+        self.k_cache, self.v_cache = self.sim.new_cache()
+
+    def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
+        check_range(len(hidden_in), pos, self.max_context)
+        return self.sim.forward(hidden_in, self.k_cache, self.v_cache, pos)
+
+    def close(self) -> None:
+        pass
+
+
+def open_device(name: str, folder: ModelFolder, design: Design | None = None, board: str = "kv260",
+                **options) -> Device:
+    """The device called `name`; pynq needs a design (--bitstream), csim may simulate one."""
+    if name not in DEVICES:
+        raise UserError(f"unknown backend {name!r}: use one of {', '.join(DEVICES)}")
+    if name == "pynq":
+        if design is None:
+            raise UserError("the pynq backend needs --bitstream bitstreams/<board>/<design>/")
+        from .pynq_device import PynqDevice
+
+        return PynqDevice(folder, design, **options)
+    if name == "csim":
+        return CsimDevice(folder, board, design)
+    return ReferenceDevice(folder, design.max_context if design else None)
