@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tellme.host.backends import open_backend
@@ -132,3 +133,24 @@ def test_cli_needs_a_prompt_without_chat(bitlinear_model):
     result = subprocess.run([*CLI, "run", "--model", str(bitlinear_model.model_dir)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "--prompt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_top_k_sampling_picks_like_a_full_sort():
+    """The partial sort for top-k must choose exactly what a stable sort of the whole vocabulary would."""
+    from tellme.host.sampling import Sampler, SamplingParams
+
+    rng = np.random.default_rng(0)
+    logits = np.round(rng.standard_normal(5000) * 3, 1).astype(np.float32)  # many ties
+    for k in (1, 5, 40):
+        params = SamplingParams(temperature=0.7, top_k=k, top_p=0.9, seed=11)
+        fast, draws = Sampler(params), []
+        reference_rng = np.random.default_rng(11)
+        for _ in range(50):
+            scaled = logits.astype(np.float64) / 0.7
+            order = np.argsort(-scaled, kind="stable")[:k]
+            probs = np.exp(scaled[order] - scaled[order[0]])
+            probs /= probs.sum()
+            keep = int(np.searchsorted(np.cumsum(probs), 0.9) + 1)
+            order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
+            draws.append(int(order[reference_rng.choice(len(order), p=probs)]))
+        assert [fast(logits) for _ in range(50)] == draws
