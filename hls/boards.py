@@ -3,7 +3,9 @@
 KV260 follows TeLLMe (250 MHz, full table, T=28). Q=8 there: 8 vectors x 18 bytes = 1152 bits is
 exactly 9 beats of the 128-bit HP ports, 8 banks of 4096 x 144 bits take 16 of the 64 URAMs, and
 672 weights per cycle (168 G/s) is beyond what DDR4 can feed in decode (~19 GB/s), so decode stays
-memory bound while prefill, which reuses each weight line across tokens, gets the compute.
+memory bound while prefill, which reuses each weight line across tokens, gets the compute. Its
+prefill block is 4 tokens: the decoder's per-token buffers of the 2B shape then still fit the
+144 BRAM36 (hls/fit.py estimates them).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ BOARDS: dict[str, Board] = {
             "xck26-sfvc784-2LV-c",
             True,
             AcceleratorConfig(board="kv260", part="xck26-sfvc784-2LV-c", clock_mhz=250.0, axi_width=128,
-                              max_context=1024, tlmm=TlmmParams(q=8)),
+                              max_context=1024, prefill_block=4, attention_pes=4, tlmm=TlmmParams(q=8)),
         ),
         Board(
             "zcu104",
@@ -46,7 +48,7 @@ BOARDS: dict[str, Board] = {
             "xc7z020clg400-1",
             False,
             AcceleratorConfig(board="pynq-z2", part="xc7z020clg400-1", clock_mhz=100.0, axi_width=64,
-                              max_context=256, max_k=1024, max_n=1024,
+                              max_context=256, max_k=1024, max_n=1024, prefill_block=4, attention_pes=2,
                               tlmm=TlmmParams(q=4, weight_storage="bram", weight_buffer_depth=1024)),
         ),
     )

@@ -9,6 +9,7 @@ about (how Vivado packs small tables is less certain). LUTs for logic and DSPs a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ class FitEstimate:
     device: str
     model_name: str
     needs: tuple[Need, ...]
+    block_hint: int | None = None  # the largest prefill_block whose buffers fit, when BRAM36 is short
 
     @property
     def fits(self) -> bool:
@@ -100,7 +102,7 @@ class FitEstimate:
             figures = "; ".join(f"{n.resource} {_amount(n)} > {_have(n)} ({n.model})" for n in short)
             raise UserError(
                 f"does not fit: {self.model_name} on {self.board} ({self.device}), estimate: {figures}"
-                f"{_advice(self.board, short)}"
+                f"{_advice(self.board, short, self.block_hint)}"
             )
 
     def to_dict(self) -> dict:
@@ -123,10 +125,12 @@ def _bytes(value: float) -> str:
     return f"{value / GB:.2f} GB" if value >= GB else f"{value / MB:.1f} MB"
 
 
-def _advice(board: str, short: list[Need]) -> str:
+def _advice(board: str, short: list[Need], block_hint: int | None = None) -> str:
     kinds = {n.resource for n in short}
-    if kinds == {"DDR"}:
+    if "DDR" in kinds:  # no on-chip setting helps then
         return ": use a smaller model, a board with more DDR, or a shorter KV cache (--set max_context=N)"
+    if "BRAM36" in kinds and block_hint:
+        return f": lower --set prefill_block={block_hint} (buffers are held per token of a prefill block)"
     if board == "pynq-z2":
         return ": PYNQ-Z2 (no URAM, 140 BRAM36) takes small models only; lower --set tlmm.q or tlmm.weight_buffer_depth"
     return ": lower --set tlmm.q or tlmm.weight_buffer_depth"
@@ -145,16 +149,46 @@ def lutram_luts(depth: int, width: int) -> int:
     return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
 
 
-def decoder_vectors(model: ModelConfig) -> dict[str, int]:
-    """float32 vectors the decoder keeps on chip (decoder.h, attention.h): name -> length."""
+def decoder_vectors(model: ModelConfig, config: AcceleratorConfig) -> dict[str, int]:
+    """float32 slots the decoder keeps on chip (decoder.h, attention.h, tlmm.h): name -> total length.
+    Every per-token vector is held once per token of a prefill block (prefill_block copies), the
+    attention accumulators once per query PE; int8 buffers count 4 to a float slot."""
+    b, pes = config.prefill_block, config.attention_pes
     max_dim = max(model.hidden_size, model.intermediate_size, model.q_size)
+    head_state = model.num_attention_heads * (model.head_dim + 2)  # acc, running max and sum
     return {
-        "h": model.hidden_size, "y": model.hidden_size, "normed": max_dim,
-        "q": model.q_size, "att": model.q_size, "attention acc": model.q_size,
-        "k": model.kv_size, "v": model.kv_size,
-        "gate": model.intermediate_size, "up": model.intermediate_size, "mlp": model.intermediate_size,
-        "xq (int8, as float slots)": -(-max_dim // 4),
+        "h, y": b * 2 * model.hidden_size,
+        "q, att": b * 2 * model.q_size,
+        "k, v": b * 2 * model.kv_size,
+        "gate, up": b * 2 * model.intermediate_size,
+        "normed": max_dim,
+        "attention PEs": pes * head_state,
+        "xq (int8)": -(-b * max_dim // 4),
+        "TLMM activations (int8)": -(-b * config.max_cycles * config.tlmm.q * config.chunk // 4),
     }
+
+
+def _bram36(config: AcceleratorConfig, model: ModelConfig | None) -> tuple[int, list[str]]:
+    """BRAM36 blocks outside the weight banks, and how they were counted."""
+    floats = [config.tile_rows]
+    parts = [f"output tile {config.tile_rows} floats"]
+    if model is not None:
+        vectors = decoder_vectors(model, config)
+        floats += list(vectors.values())
+        parts.append(f"decoder buffers for a prefill block of {config.prefill_block} "
+                     f"({sum(vectors.values()):,} float slots)")
+    bundles = DECODER_BUNDLES if model is not None else TLMM_BUNDLES
+    parts.append(f"{bundles} AXI adapters")
+    return sum(math.ceil(n / FLOATS_PER_BRAM36) for n in floats) + bundles * INTERFACE_BRAM36, parts
+
+
+def largest_fitting_block(config: AcceleratorConfig, model: ModelConfig, bram_budget: int) -> int:
+    """The largest prefill_block (>= attention PEs is not required: PEs shrink with it) whose buffers fit."""
+    for block in range(config.prefill_block, 0, -1):
+        trial = dataclasses.replace(config, prefill_block=block, attention_pes=min(config.attention_pes, block))
+        if _bram36(trial, model)[0] <= bram_budget:
+            return block
+    return 0
 
 
 def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, model_name: str) -> FitEstimate:
@@ -174,20 +208,15 @@ def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, mo
     else:
         bram = t.q * memory_blocks(t.weight_buffer_depth, vector_bits, BRAM36_SHAPES)
 
-    # the rest in block RAM: the engine's output tile, the decoder's vectors, AXI adapters
-    parts = [f"output tile {config.tile_rows} floats"]
-    floats = [config.tile_rows]
-    if decoder:
-        vectors = decoder_vectors(model)
-        floats += list(vectors.values())
-        parts.append(f"{len(vectors)} decoder vectors ({sum(vectors.values()):,} floats)")
-    bram += sum(math.ceil(n / FLOATS_PER_BRAM36) for n in floats)
-    bundles = DECODER_BUNDLES if decoder else TLMM_BUNDLES
-    bram += bundles * INTERFACE_BRAM36
-    parts.append(f"{bundles} AXI adapters")
+    # the rest in block RAM: the engine's output tile, the decoder's block buffers, AXI adapters
+    banks_bram = bram
+    rest, parts = _bram36(config, model if decoder else None)
+    bram += rest
     if t.weight_storage == "bram":
         parts.insert(0, f"{bank} (best BRAM36 shape)")
     needs.append(Need("BRAM36", bram, res.bram36, ", ".join(parts) + ", 1024 floats per BRAM36", True))
+    short_of_bram = decoder and bram > res.bram36
+    block_hint = largest_fitting_block(config, model, res.bram36 - banks_bram) if short_of_bram else None
 
     # lookup tables in LUTRAM: Q x T memories of max_cycles words of (entries x 10) bits
     entries = 14 if config.half_table else 27
@@ -215,4 +244,4 @@ def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, mo
         f"in/out {_bytes(hidden)} + host embedding/LM head {_bytes(host)}; "
         f"of {_bytes(res.ddr_bytes)} DDR, {_bytes(res.reserved_bytes)} kept for Linux", True,
     ))
-    return FitEstimate(config.board, res.device, model_name, tuple(needs))
+    return FitEstimate(config.board, res.device, model_name, tuple(needs), block_hint)

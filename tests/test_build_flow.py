@@ -175,8 +175,21 @@ def test_fit_073b_and_2b_shapes():
     for model in (SHAPE_073B, SHAPE_2B):
         estimate = shape_estimate("pynq-z2", model)
         assert not estimate.fits
-        with pytest.raises(Exception, match=r"does not fit: shape on pynq-z2 \(XC7Z020\), estimate: DDR .* > 320.0 MB"):
+        with pytest.raises(Exception, match=r"does not fit: shape on pynq-z2 \(XC7Z020\), estimate: .*DDR .* > "
+                                            r"320.0 MB.*smaller model"):
             estimate.check()
+
+
+def test_fit_counts_decoder_buffers_per_prefill_token():
+    """Each token of a prefill block has its own vectors: 8 tokens of the 0.73B shape overflow the
+    KV260's block RAM, and the advice names the largest block that fits."""
+    small = shape_estimate("kv260", SHAPE_073B, ["prefill_block=4"])
+    large = shape_estimate("kv260", SHAPE_073B, ["prefill_block=8"])
+    bram = {e: next(n for n in e.needs if n.resource == "BRAM36").need for e in (small, large)}
+    assert bram[large] - bram[small] >= 4 * 2 * (1536 * 3 + 4096) / 1024  # h, y, q, att, k, v, gate, up
+    assert small.fits and not large.fits
+    with pytest.raises(Exception, match=r"BRAM36 .* > 144 .* --set prefill_block=6"):
+        large.check()
 
 
 def test_fit_counts_uram_banks():
