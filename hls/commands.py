@@ -52,7 +52,8 @@ def hls_command(args: argparse.Namespace) -> int:
     )
     folder, spec = load_spec(model_dir, config)
     decoder_golden = make_decoder_golden(folder, spec, config)
-    out = write_project(Path(args.out), config, golden, spec, decoder_golden, force=args.force)
+    out = write_project(Path(args.out), config, golden, spec, decoder_golden, force=args.force,
+                        inputs=(model_dir,))
     print(
         f"wrote {out}: top {config.top} for {config.board} ({config.part}, {config.clock_mhz:g} MHz), "
         f"{spec.config.num_hidden_layers} layers, context {spec.max_context}; testbenches: decoder on "

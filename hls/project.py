@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jinja2
 
-from tellme.models.atomic import atomic_dir
+from tellme.models.atomic import atomic_dir, check_destination
 
 from .config import AP_INT_MAX_W, AcceleratorConfig
 from .decoder_design import DecoderGolden, DecoderSpec
@@ -98,12 +98,19 @@ def project_files(
     return files
 
 
+def is_hls_project(path: Path) -> bool:
+    """A folder tellme hls wrote (what --force may replace)."""
+    return (Path(path) / "run_hls.tcl").is_file() and (Path(path) / "config.json").is_file()
+
+
 def write_project(
     out: Path, config: AcceleratorConfig, golden: Golden, model: DecoderSpec, decoder_golden: DecoderGolden,
-    force: bool = False,
+    force: bool = False, inputs: tuple[Path, ...] = (),
 ) -> Path:
-    """Write the project atomically; an existing out is refused unless force."""
+    """Write the project atomically. An existing out is refused unless force, and even then unless it is
+    an HLS project (or empty); out may not overlap the inputs (the model folder)."""
     out = Path(out)
+    check_destination(out, force, is_hls_project, "tellme HLS project", inputs=inputs)
     with atomic_dir(out, force=force) as tmp:
         for rel, content in project_files(config, golden, model, decoder_golden).items():
             path = tmp / rel

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,9 +38,32 @@ def _umask() -> int:
     return mask
 
 
+def check_destination(
+    dst: Path,
+    force: bool,
+    replaceable: Callable[[Path], bool],
+    what: str,
+    inputs: Iterable[Path] = (),
+) -> None:
+    """Refuse a destination that would destroy something: an input (or a folder holding one), an
+    existing folder without --force, or with --force one that is neither empty nor a `what`."""
+    target = Path(dst).resolve()
+    for source in inputs:
+        source = Path(source).resolve()
+        if target == source or target in source.parents or source in target.parents:
+            raise UserError(f"{dst} overlaps the input {source}: choose another folder")
+    if not target.exists():
+        return
+    if not force:
+        raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")
+    if not target.is_dir() or (any(target.iterdir()) and not replaceable(target)):
+        raise UserError(f"{dst} is not a {what}: --force only replaces one of those; choose another folder")
+
+
 @contextmanager
 def atomic_dir(dst: Path, force: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside dst; on success it becomes dst, on error it is removed."""
+    """Yield an empty temporary folder beside dst; on success it becomes dst, on error it is removed.
+    Callers check the destination first (check_destination)."""
     dst = Path(dst)
     if dst.exists() and not force:
         raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")

@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .atomic import check_destination
 from .checkpoint import load_hf_checkpoint
 from .errors import UserError
-from .model_folder import TOKENIZER_FILES, write_model_folder
+from .model_folder import TOKENIZER_FILES, is_model_folder, write_model_folder
 from .progress import progress_printer
 
 
@@ -17,10 +18,7 @@ def convert_checkpoint(src: Path, dst: Path, force: bool = False, quiet: bool = 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise UserError(f"{src} is not a folder: pass a Hugging Face checkpoint folder")
-    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise UserError(f"{dst} would overwrite or nest inside the source checkpoint: choose another folder")
-    if dst.exists() and not force:
-        raise UserError(f"{dst} already exists: choose another folder or pass --force to replace it")
+    check_destination(dst, force, is_model_folder, "tellme model folder", inputs=[src])
     model = load_hf_checkpoint(src, progress=None if quiet else progress_printer("reading layers"))
     tokenizer_files = {name: src / name for name in TOKENIZER_FILES if (src / name).is_file()}
     source_info = {"path": str(src), "model_type": model.config.source_model_type,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from .atomic import atomic_dir
+from .atomic import atomic_dir, check_destination
 from .checkpoint import TernaryModel
 from .config import ModelConfig
 from .errors import UserError
@@ -60,6 +60,7 @@ def write_model_folder(
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
     """Write manifest, weights and tokenizer files into dst atomically (temp folder, then rename)."""
+    check_destination(Path(dst), force, is_model_folder, "tellme model folder")
     with atomic_dir(Path(dst), force=force) as tmp:
         save_file(model_tensors(model, progress), str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
         for name, path in source_files.items():
@@ -73,6 +74,14 @@ def write_model_folder(
             "files": {name: sha256_file(tmp / name) for name in files},
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def is_model_folder(path: Path) -> bool:
+    """A folder tellme convert wrote (what --force may replace)."""
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 @dataclass

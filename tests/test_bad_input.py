@@ -97,17 +97,33 @@ def test_not_a_checkpoint_folder(tmp_path):
 
 def test_existing_destination_is_refused_then_replaced_with_force(checkpoint, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert tellme("convert", checkpoint, out).returncode == 0
+    (out / "stale.txt").write_text("from an older conversion")
     assert_one_line_error(tellme("convert", checkpoint, out), "--force")
-    assert (out / "keep.txt").read_text() == "mine"
     assert tellme("convert", checkpoint, out, "--force").returncode == 0
-    assert (out / "manifest.json").is_file() and not (out / "keep.txt").exists()
+    assert (out / "manifest.json").is_file() and not (out / "stale.txt").exists()
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_model(checkpoint, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    assert_one_line_error(tellme("convert", checkpoint, mine, "--force"), "not a tellme model folder")
+    assert (mine / "thesis.tex").read_text() == "years of work"
+
+
+def test_hls_force_never_replaces_the_model(checkpoint, tmp_path):
+    model = tmp_path / "model"
+    assert tellme("convert", checkpoint, model).returncode == 0
+    before = sorted(p.name for p in model.iterdir())
+    assert_one_line_error(tellme("hls", "--model", model, "--out", model, "--force"), "overlaps the input")
+    assert_one_line_error(tellme("hls", "--model", model, "--out", tmp_path, "--force"), "overlaps the input")
+    assert sorted(p.name for p in model.iterdir()) == before
 
 
 def test_converting_into_the_source_is_refused(checkpoint):
     before = sorted(p.name for p in checkpoint.iterdir())
-    assert_one_line_error(tellme("convert", checkpoint, checkpoint / "inside"), "source")
+    assert_one_line_error(tellme("convert", checkpoint, checkpoint / "inside"), "overlaps the input")
     assert sorted(p.name for p in checkpoint.iterdir()) == before
 
 

@@ -210,13 +210,19 @@ def test_bad_options_are_one_line_errors(model_dir, tmp_path, capsys, extra, mes
 
 def test_existing_out_needs_force(model_dir, tmp_path, capsys):
     out = tmp_path / "p"
-    out.mkdir()
+    assert main(["hls", "--model", str(model_dir), "--out", str(out)]) == 0
     (out / "old.txt").write_text("keep me unless --force")
     assert "--force" in _error(capsys, ["hls", "--model", str(model_dir), "--out", str(out)])
     assert (out / "old.txt").exists()
     assert main(["hls", "--model", str(model_dir), "--out", str(out), "--force"]) == 0
     assert not (out / "old.txt").exists() and (out / "run_hls.tcl").exists()
     assert not list(tmp_path.glob(".p.*"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not a project")
+    assert "not a tellme HLS project" in _error(capsys, ["hls", "--model", str(model_dir), "--out", str(other),
+                                                          "--force"])
+    assert (other / "notes.txt").exists()
 
 
 def test_failed_write_leaves_nothing(model_dir, tmp_path, monkeypatch):
