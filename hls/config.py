@@ -150,10 +150,17 @@ class AcceleratorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, typing.Any]) -> AcceleratorConfig:
-        """Inverse of to_dict (a project's config.json)."""
+        """Inverse of to_dict (a project's config.json, a design manifest's "accelerator"). Keys or
+        values this version does not know are a UserError: the file comes from elsewhere or is damaged."""
         fields = dict(data)
-        fields["tlmm"] = TlmmParams(**fields.get("tlmm", {}))
-        return cls(**fields)
+        try:
+            fields["tlmm"] = TlmmParams(**fields.get("tlmm", {}))
+            return cls(**fields)
+        except (TypeError, ValueError) as exc:
+            raise UserError(
+                f"accelerator parameters not understood ({exc}): regenerate the project or design with this "
+                "version of tellme"
+            ) from None
 
 
 def override_keys(config: AcceleratorConfig) -> list[str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
+import io
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
 
 from .backends import open_backend
@@ -31,16 +31,12 @@ def parse_token_ids(text: str) -> list[int]:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    """Write to a temp file beside path, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """A reader never sees half a file (tellme.models.atomic)."""
+    if path.is_dir():
+        raise UserError(f"--out {path} is a folder: give a file name such as logits.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_atomic(path, buffer.getvalue())
 
 
 def logits_command(args: argparse.Namespace) -> int:

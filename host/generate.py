@@ -66,7 +66,8 @@ class GenerationStats:
 
 
 def check_fits(backend: Backend, prompt_len: int, max_new_tokens: int) -> None:
-    need = backend.position + prompt_len + max_new_tokens
+    """The last new token is sampled but never run, so it needs no position."""
+    need = backend.position + prompt_len + max_new_tokens - 1
     if need > backend.max_context:
         raise UserError(
             f"prompt ({prompt_len} tokens) + {max_new_tokens} new tokens need {need} positions, the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ class SamplingParams:
     def validate(self) -> None:
         from tellme.models.errors import UserError
 
-        if self.temperature < 0:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
             raise UserError(f"--temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise UserError(f"--top-k must be >= 0, got {self.top_k}")

@@ -167,3 +167,20 @@ def test_model_folder_without_tokenizer(checkpoint, tmp_path):
     assert tellme("convert", checkpoint, out).returncode == 0
     assert_one_line_error(tellme("run", "--model", out, "--prompt", "a"), "tokenizer.json")
     shutil.rmtree(out)
+
+
+def test_more_bad_values(checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert tellme("convert", checkpoint, out).returncode == 0
+    assert_one_line_error(tellme("run", "--model", out, "--prompt", "a", "--temperature", "nan"), "--temperature")
+    assert_one_line_error(tellme("logits", "--model", out, "--tokens", "1,2", "--out", tmp_path), "is a folder")
+
+
+def test_design_with_unknown_parameters(tmp_path):
+    from tellme.hls.config import AcceleratorConfig
+    from tellme.models.errors import UserError
+
+    with pytest.raises(UserError, match="not understood"):
+        AcceleratorConfig.from_dict({"board": "kv260", "part": "x", "clock_mhz": 250.0, "warp_drive": 9})
+    with pytest.raises(UserError, match="not understood"):
+        AcceleratorConfig.from_dict({"board": "kv260", "part": "x", "clock_mhz": 250.0, "tlmm": {"q": "many"}})

@@ -158,8 +158,8 @@ def test_prompt_overflowing_the_kv_cache_is_a_one_line_error(bitlinear_model):
     assert len(errors) == 1 and "context" in errors[0]
 
 
-def test_activation_quantisation_inputs_agree(bitlinear_model, cache):
-    """The same int8 inputs give the same integers whatever the scales: dequantisation is one division."""
+def test_dequantised_matvec_is_bit_exact_with_numpy(bitlinear_model, cache):
+    """Quantised activations and real scales: y = float32(acc) / (s_x * s_w) bit for bit, as numpy computes it."""
     sim = build_sim(bitlinear_model.model_dir, cache)
     folder = open_model_folder(bitlinear_model.model_dir)
     n, k = folder.config.linear_shapes()["down_proj"]

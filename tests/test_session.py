@@ -154,3 +154,20 @@ def test_top_k_sampling_picks_like_a_full_sort():
             order, probs = order[:keep], probs[:keep] / probs[:keep].sum()
             draws.append(int(order[reference_rng.choice(len(order), p=probs)]))
         assert [fast(logits) for _ in range(50)] == draws
+
+
+def test_a_generation_that_exactly_fills_the_context_is_allowed(bitlinear_model):
+    """The last sampled token is never run, so prompt + new tokens may reach context + 1."""
+    from tellme.host.backends import open_backend
+    from tellme.host.generate import GenerationStats, generate
+    from tellme.host.sampling import Sampler, SamplingParams
+    from tellme.models.errors import UserError
+
+    backend = open_backend("reference", bitlinear_model.model_dir)
+    prompt = list(range(3, 3 + 100))
+    room = backend.max_context - len(prompt) + 1
+    out = list(generate(backend, prompt, room, Sampler(SamplingParams()), GenerationStats()))
+    assert len(out) == room
+    backend.reset()
+    with pytest.raises(UserError, match="context"):
+        list(generate(backend, prompt, room + 1, Sampler(SamplingParams()), GenerationStats()))

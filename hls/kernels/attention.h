@@ -79,9 +79,10 @@ query_blocks:
                     }
                 }
             pes:
-                for (unsigned pe = 0; pe < end - start; pe++) {
+                for (unsigned pe = 0; pe < PES; pe++) {  // a fixed count, so the PEs unroll side by side
 #pragma HLS UNROLL
-                    if (t > first + start + pe) continue;  // causal: this row is after the PE's query
+                    // idle PE (short last block), or causal: this row is after the PE's query
+                    if (pe >= end - start || t > first + start + pe) continue;
                     const float *qv = q + (start + pe) * q_stride + h * HEAD_DIM;
                     float dot = 0.0f;
                     for (unsigned d = 0; d < HEAD_DIM; d++) {

@@ -54,12 +54,20 @@ inline float half_to_float(uint16_t h) {
     if (exp == 0x1F) return bits_float(sign | 0x7F800000u | (mant << 13));
     if (exp != 0) return bits_float(sign | ((exp + 112u) << 23) | (mant << 13));
     if (mant == 0) return bits_float(sign);
-    int e = -1;  // normalise a subnormal
-    do {
-        e++;
-        mant <<= 1;
-    } while ((mant & 0x400u) == 0);
-    return bits_float(sign | ((uint32_t)(112 - e) << 23) | ((mant & 0x3FFu) << 13));
+    // normalise a subnormal: shift = leading zeros of the 10-bit mantissa + 1, found with a fixed-bound
+    // loop (a data-dependent loop would stop the caller's pipeline)
+    unsigned shift = 0;
+    bool found = false;
+leading_zeros:
+    for (int bit = 9; bit >= 0; bit--) {
+#pragma HLS UNROLL
+        if (!found && ((mant >> bit) & 1u)) {
+            shift = (unsigned)(10 - bit);
+            found = true;
+        }
+    }
+    mant <<= shift;
+    return bits_float(sign | ((uint32_t)(113 - shift) << 23) | ((mant & 0x3FFu) << 13));
 }
 
 }  // namespace tellme
