@@ -8,9 +8,10 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from tellme.models.ddr_image import LineLayout
 from tellme.models.errors import UserError
+from tellme.models.packing import INDEX_BITS  # noqa: F401  (re-exported for the fit estimate)
 
-INDEX_BITS = 5  # bits per group index (27 values)
 AP_INT_MAX_W = 4096  # widest ap_uint allowed; t <= 64 keeps every kernel type within it (test_config_*)
 AXI_WIDTHS = (32, 64, 128, 256, 512)
 TABLE_MODES = ("full", "half")
@@ -113,17 +114,22 @@ class AcceleratorConfig:
         return (self.chunk + self.axi_width // 8) * 8
 
     @property
+    def layout(self) -> LineLayout:
+        """The weight line layout (tellme.models.ddr_image), which the board host builds images with too."""
+        return LineLayout(t=self.tlmm.t, q=self.tlmm.q, axi_width=self.axi_width)
+
+    @property
     def vector_bytes(self) -> int:
-        return _ceil_div(self.tlmm.t * INDEX_BITS, 8)
+        return self.layout.vector_bytes
 
     @property
     def line_words(self) -> int:
         """AXI words per line of Q index vectors (one lookup cycle)."""
-        return _ceil_div(self.tlmm.q * self.vector_bytes * 8, self.axi_width)
+        return self.layout.line_words
 
     @property
     def line_bytes(self) -> int:
-        return self.line_words * self.axi_width // 8
+        return self.layout.line_bytes
 
     def vectors(self, k: int) -> int:
         """Index vectors per row for in_features k."""
@@ -131,7 +137,7 @@ class AcceleratorConfig:
 
     def cycles(self, k: int) -> int:
         """Lookup cycles (lines) per row for in_features k."""
-        return _ceil_div(self.vectors(k), self.tlmm.q)
+        return self.layout.cycles(k)
 
     @property
     def max_cycles(self) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tellme.models.config import PROJECTIONS
 from tellme.models.ddr_image import DdrImage, build_ddr_image
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
@@ -106,8 +107,6 @@ class DecoderSim:
 
     def matvec(self, layer: int, proj: str, xq: np.ndarray, s_x: float, s_w: float) -> np.ndarray:
         """One matrix of the weights image through the decoder's on-chip TLMM path."""
-        from tellme.models.ddr_image import PROJECTIONS
-
         n, k = self.spec.config.linear_shapes()[proj]
         o = self.spec.offsets
         offset = layer * o.weight_layer_stride + o.weight_proj[PROJECTIONS.index(proj)]

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tellme.models.config import ModelConfig
+from tellme.models.config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from tellme.models.ddr_image import (
-    LAYER_NORMS,
-    PROJECTIONS,
     DdrImage,
     ImageOffsets,
     build_ddr_image,

@@ -15,7 +15,7 @@ from .config import AcceleratorConfig
 
 
 def line_layout(config: AcceleratorConfig) -> LineLayout:
-    return LineLayout(t=config.tlmm.t, q=config.tlmm.q, axi_width=config.axi_width)
+    return config.layout
 
 
 def ddr_weights(packed: np.ndarray, k: int, config: AcceleratorConfig) -> np.ndarray:

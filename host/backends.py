@@ -10,6 +10,7 @@ import numpy as np
 
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
+from tellme.models.reference import gather_embeddings
 
 from .device import DEVICES, Device, open_device
 
@@ -25,10 +26,7 @@ class HostEnds:
         self.lm_head_weight = self.embed_tokens if folder.config.tie_word_embeddings else folder.tensor("lm_head")
 
     def embed(self, tokens: list[int]) -> np.ndarray:
-        ids = np.asarray(tokens, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise UserError(f"token ids must lie in [0, {self.vocab_size})")
-        return self.embed_tokens[ids]
+        return gather_embeddings(self.embed_tokens, tokens)
 
     def lm_head(self, hidden: np.ndarray) -> np.ndarray:
         return hidden @ self.lm_head_weight.T

@@ -16,15 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig, config_from_hf
+from .config import ATTENTION_PROJECTIONS, MLP_PROJECTIONS, ModelConfig, config_from_hf
 from .errors import UserError
 from .packing import HF_VALUES_PER_BYTE, unpack_hf_2bit
 from .quant import weight_quant
 from .safetensors_io import TensorStore, open_tensors
 
-ATTN_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_PROJ = ("gate_proj", "up_proj", "down_proj")
-LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
 # tensors a checkpoint may carry that the model does not use
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
@@ -38,7 +35,7 @@ class TernaryLinear:
 @dataclass
 class TernaryLayer:
     norms: dict[str, np.ndarray]  # LAYER_NORMS -> float32 [dim]
-    linears: dict[str, TernaryLinear]  # ATTN_PROJ + MLP_PROJ
+    linears: dict[str, TernaryLinear]  # PROJECTIONS
 
 
 @dataclass
@@ -62,8 +59,8 @@ def tensor_names(config: ModelConfig, layer: int) -> dict[str, str]:
         "attn_sub_norm": f"{p}.self_attn.{'inner_attn_ln' if llama else 'attn_sub_norm'}.weight",
         "ffn_sub_norm": f"{p}.mlp.{'ffn_layernorm' if llama else 'ffn_sub_norm'}.weight",
     }
-    names.update({proj: f"{p}.self_attn.{proj}.weight" for proj in ATTN_PROJ})
-    names.update({proj: f"{p}.mlp.{proj}.weight" for proj in MLP_PROJ})
+    names.update({proj: f"{p}.self_attn.{proj}.weight" for proj in ATTENTION_PROJECTIONS})
+    names.update({proj: f"{p}.mlp.{proj}.weight" for proj in MLP_PROJECTIONS})
     return names
 
 

@@ -10,6 +10,10 @@ from typing import Any
 from .errors import UserError
 
 ACTIVATIONS = ("relu2", "silu")
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
+PROJECTIONS = ATTENTION_PROJECTIONS + MLP_PROJECTIONS  # the ternary linears of a layer, in image order
+LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
 LINEAR_CLASSES = ("bitlinear", "autobitlinear", "latent")  # "latent": 1bitLLM, quantised at load time
 DEFAULT_ROPE_THETA = {"bitnet": 500000.0, "llama": 10000.0}
 

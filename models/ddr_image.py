@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from .model_folder import ModelFolder
 from .packing import INDEX_BITS, ZERO_INDEX, G, padded_k, unpack_index_vectors
 
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
 SCALE_SLOTS = 8  # s_w of the 7 projections, padded to 8 floats
 
 

@@ -13,15 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from .errors import UserError
 from .model_folder import ModelFolder, open_model_folder
 from .packing import unpack_tlmm
 from .quant import act_quant
 from .tlmm import TlmmWeights, naive_matmul
-
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
 
 
 @dataclass
@@ -55,6 +52,14 @@ class KVCache:
         self.v = np.zeros(shape, dtype=dtype)
         self.max_context = max_context
         self.length = 0
+
+
+def gather_embeddings(table: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """Rows of the embedding table for token ids, refusing ids outside the vocabulary."""
+    ids = np.asarray(tokens, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        raise UserError(f"token ids must lie in [0, {table.shape[0]})")
+    return table[ids]
 
 
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
@@ -109,7 +114,7 @@ class ReferenceModel:
                 naive = unpack_tlmm(packed, k) if matmul == "naive" else None
                 scale = np.float32(folder.tensor(f"layers.{i}.{name}.scale")[0])
                 linears[name] = BitLinear(TlmmWeights(packed, k), scale, naive)
-            norms = {name: folder.tensor(f"layers.{i}.{name}") for name in NORMS}
+            norms = {name: folder.tensor(f"layers.{i}.{name}") for name in LAYER_NORMS}
             self.layers.append(Layer(norms, linears))
         self.cos, self.sin = rope_tables(c, c.max_position_embeddings)
 
@@ -127,10 +132,7 @@ class ReferenceModel:
         return KVCache(self.config, size, self.kv_dtype)
 
     def embed(self, tokens: list[int]) -> np.ndarray:
-        ids = np.asarray(tokens, dtype=np.int64)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
-            raise UserError(f"token ids must lie in [0, {self.config.vocab_size})")
-        return self.embed_tokens[ids]
+        return gather_embeddings(self.embed_tokens, tokens)
 
     def attention(self, layer: int, x: np.ndarray, cache: KVCache) -> np.ndarray:
         c, lin = self.config, self.layers[layer].linears
