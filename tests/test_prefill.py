@@ -24,6 +24,16 @@ def sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
 
 
 @pytest.fixture(scope="module")
+def tiled_sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
+    """A weight buffer of 3 lines: every matrix streams through in many tiles of 3 rows."""
+    overrides = [f"attention_pes={N_PE}", f"prefill_block={BLOCK}", "tlmm.weight_buffer_depth=3"]
+    folder = open_model_folder(bitlinear_model.model_dir)
+    config = configure("kv260", bitlinear_model.model_dir, overrides)
+    assert config.tile_rows == 3
+    return DecoderSim.build(folder, config, cache_dir=tmp_path_factory.mktemp("prefill-tiled-cache"))
+
+
+@pytest.fixture(scope="module")
 def ends(bitlinear_model) -> HostEnds:
     return HostEnds(open_model_folder(bitlinear_model.model_dir))
 
@@ -60,3 +70,16 @@ def test_later_tokens_do_not_change_earlier_positions(sim, ends):
     np.testing.assert_array_equal(a[:9], b[:9])
     np.testing.assert_array_equal(k1[:, :9], k2[:, :9])
     assert not np.array_equal(a[9:], b[9:])
+
+
+def test_prefill_over_many_weight_tiles_equals_decode_and_the_one_tile_design(sim, tiled_sim, ends):
+    """Each tile serves every token of the block; the result cannot depend on how rows are tiled."""
+    prompt = tokens(2 * BLOCK + 3, seed=4)
+    k_pre, v_pre = tiled_sim.new_cache()
+    prefill = tiled_sim.forward(ends.embed(prompt), k_pre, v_pre, 0)
+    k_dec, v_dec = tiled_sim.new_cache()
+    decode = np.concatenate([tiled_sim.forward(ends.embed([t]), k_dec, v_dec, i) for i, t in enumerate(prompt)])
+    np.testing.assert_array_equal(prefill, decode)
+    np.testing.assert_array_equal(k_pre, k_dec)
+    k_one, v_one = sim.new_cache()
+    np.testing.assert_array_equal(prefill, sim.forward(ends.embed(prompt), k_one, v_one, 0))

@@ -27,6 +27,10 @@
 #include "elementwise.h"
 #include "tlmm.h"
 
+#ifndef TELLME_CHUNK
+#define TELLME_CHUNK 84
+#endif
+
 namespace tellme {
 
 enum decoder_status { DECODER_OK = 0, DECODER_BAD_RANGE = 1 };
@@ -53,6 +57,8 @@ int decoder_forward(const typename tlmm_types<TLMM_T>::word_t *weights, const fl
     static float q[B][M::q_size], k[B][M::kv_size], v[B][M::kv_size], att[B][M::q_size];
     static float gate[B][M::intermediate], up[B][M::intermediate];
     static int8_t xq[B][M::max_dim];
+    // the TLMM reads one index vector's worth of activations (G*T bytes) per cycle
+    TELLME_PRAGMA(HLS ARRAY_RESHAPE variable=xq cyclic factor=TELLME_CHUNK dim=2)
     static float s_x[B];
     const unsigned layer_cache = M::max_context * M::kv_size;
     const unsigned max_blocks = (M::max_context + B - 1) / B;
