@@ -1,5 +1,6 @@
 """`tellme run` streams text and reports its speed; the package installs only under tellme/."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -33,8 +34,12 @@ def test_sampling_is_reproducible_with_a_seed(bitlinear_model, flags):
 
 
 def test_wheel_installs_only_the_tellme_namespace(tmp_path):
+    # build from a copy: setuptools writes build/ beside the sources, and the checkout is not ours to litter
+    source = tmp_path / "src"
+    shutil.copytree(Path(__file__).parents[1], source,
+                    ignore=shutil.ignore_patterns(".venv", ".git", "build", "bench", "__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(tmp_path), "."], check=True, cwd=str(Path(__file__).parents[1]))
+                    "-w", str(tmp_path), "."], check=True, cwd=str(source))
     wheel = next(tmp_path.glob("tellme_hls-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
