@@ -72,6 +72,9 @@ def atomic_dir(dst: Path, force: bool = False) -> Iterator[Path]:
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; the result should not be
     try:
         yield tmp
+        for path in tmp.rglob("*"):  # some writers (safetensors) create files private: make them ordinary
+            if path.is_file():
+                path.chmod(0o666 & ~_umask())
         if dst.exists():
             old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
             dst.rename(old)

@@ -21,7 +21,7 @@ def convert_checkpoint(src: Path, dst: Path, force: bool = False, quiet: bool = 
     check_destination(dst, force, is_model_folder, "tellme model folder", inputs=[src])
     model = load_hf_checkpoint(src, progress=None if quiet else progress_printer("reading layers"))
     tokenizer_files = {name: src / name for name in TOKENIZER_FILES if (src / name).is_file()}
-    source_info = {"path": str(src), "model_type": model.config.source_model_type,
+    source_info = {"name": src.resolve().name, "model_type": model.config.source_model_type,
                    "linear_class": model.config.linear_class}
     write_model_folder(
         model, dst, tokenizer_files, source_info, force=force,
