@@ -33,6 +33,7 @@ from .commands import configure, hls_command, resolve_model_dir
 from .config import AcceleratorConfig
 from .decoder_design import design_context
 from .fit import FitEstimate, estimate_fit
+from .perf import SpeedEstimate, estimate_speed
 from .reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
 
 DESIGN_FORMAT = "tellme-design"
@@ -185,7 +186,8 @@ def _expect(paths: list[Path], tool: str, log_path: Path) -> None:
         raise BuildError(f"{tool} finished but left no {', '.join(missing)} (log: {log_path})")
 
 
-def _manifest(name: str, bd: BlockDesign, model: ModelFolder, model_dir: Path, context: int, fit: FitEstimate) -> dict:
+def _manifest(name: str, bd: BlockDesign, model: ModelFolder, model_dir: Path, context: int, fit: FitEstimate,
+              speed: SpeedEstimate) -> dict:
     config = bd.config
     return {
         "format": DESIGN_FORMAT,
@@ -207,7 +209,7 @@ def _manifest(name: str, bd: BlockDesign, model: ModelFolder, model_dir: Path, c
             "config": dataclasses.asdict(model.config),
         },
         "max_context": context,
-        "estimate": fit.to_dict(),
+        "estimate": {**fit.to_dict(), "speed": speed.to_dict()},
         "tools": {"vitis_hls": None, "vivado": None},
         "hls": None,
         "vivado": None,
@@ -224,6 +226,8 @@ def build_command(args: argparse.Namespace) -> int:
     context = design_context(config, model.config)
     fit = estimate_fit(config, model.config, context, Path(model_dir).resolve().name)
     print(fit.describe())
+    speed = estimate_speed(config, model.config, context)
+    print(speed.describe())
     for warning in fit.warnings:
         print(f"tellme: warning: {warning}", file=sys.stderr)
     fit.check()
@@ -246,7 +250,7 @@ def build_command(args: argparse.Namespace) -> int:
     bd = block_design(name, project.config, project.interfaces, Path(ip_rel).as_posix())
     (out / "vivado").mkdir(exist_ok=True)
     write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
-    manifest = _manifest(name, bd, model, model_dir, context, fit)
+    manifest = _manifest(name, bd, model, model_dir, context, fit, speed)
     _write_manifest(out / MANIFEST, manifest)
 
     routes = ", ".join(f"{'+'.join(r.bundles)} -> {r.port.name}" for r in bd.routes)

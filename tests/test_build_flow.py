@@ -490,3 +490,24 @@ def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, mon
     assert "vivado failed (exit 1)" in err and "stand-in failure of vivado" in err and "vivado.log" in err
     assert not (out / "tiny.bit").exists()
     assert json.loads((out / "manifest.json").read_text())["built"] is False
+
+
+# --- speed estimate ---
+
+def test_speed_estimate_counts_the_generated_loops():
+    from tellme.hls.perf import estimate_speed, matrix_cycles
+
+    config = board_config("kv260", [], max_k=4096, max_n=4096)  # Q=8, T=28, 128-bit: 9 words a line
+    cycles = config.cycles(1536)
+    assert cycles == 3  # 19 vectors of 84 in 3 lines of 8
+    load, compute = matrix_cycles(config, 4096, 1536, 1)
+    assert load == 4096 * 3 * 9
+    assert compute == 3 * 8 + 4096 * 3 + 4096  # one table, lookups, stores
+    block_load, block_compute = matrix_cycles(config, 4096, 1536, 4)
+    assert block_load == load  # a weight tile serves every token of the block
+    short = estimate_speed(config, SHAPE_073B, 256)
+    long = estimate_speed(config, SHAPE_073B, 2048)
+    assert long.decode_tok_s < short.decode_tok_s  # attention grows with the context
+    assert short.prefill_tok_s > short.decode_tok_s
+    assert 0 < short.weight_load_share < 1
+    assert "estimate" in short.describe() and "hls/perf.py" in short.describe()
