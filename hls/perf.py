@@ -3,8 +3,8 @@
 The model counts the cycles of the kernels' pipelined loops at II=1, one after another, as the code is
 written today: for each weight tile, load it (one AXI word per cycle on gmem_w), then for each token of
 the block build its table (Q vectors per cycle) and look up every row (one line per cycle); element-wise
-passes take one element per cycle; attention streams one K/V row per KV head and then spends head_dim
-cycles per query head on the dot product and head_dim on the update. It leaves out AXI latency, DDR
+passes take one element per cycle; attention reads each position's K and V rows an AXI beat per cycle,
+then takes one query head per cycle (head_dim lanes). It leaves out AXI latency, DDR
 efficiency, pipeline fill and float-add recurrences (all make the real design slower) and any overlap
 of loading and computing (which would make it faster). Use it to compare designs, not to quote speed.
 """
@@ -68,9 +68,10 @@ def _elementwise_cycles(model: ModelConfig) -> int:
     return norms + rope + model.kv_size + i + 2 * h
 
 
-def _attention_cycles(model: ModelConfig, rows: int) -> int:
-    """One K/V stream of `rows` positions; the PEs of a block share it (unrolled)."""
-    per_row = model.kv_size + 2 * model.num_attention_heads * model.head_dim
+def _attention_cycles(config: AcceleratorConfig, model: ModelConfig, rows: int) -> int:
+    """One K/V stream of `rows` positions, shared by the PEs of a block (unrolled): per row, the K and V
+    rows of every KV head at one AXI beat of fp16 values per cycle, then one query head per cycle."""
+    per_row = math.ceil(model.kv_size / (config.axi_width // 16)) + model.num_attention_heads
     return rows * per_row
 
 
@@ -81,7 +82,7 @@ def estimate_speed(config: AcceleratorConfig, model: ModelConfig, context: int) 
     for n, k in shapes:
         matrix_load, matrix_compute = matrix_cycles(config, n, k, 1)
         load, compute = load + matrix_load, compute + matrix_compute
-    per_layer = load + compute + _elementwise_cycles(model) + _attention_cycles(model, position + 1)
+    per_layer = load + compute + _elementwise_cycles(model) + _attention_cycles(config, model, position + 1)
     decode = model.num_hidden_layers * per_layer
 
     b = config.prefill_block
@@ -90,7 +91,7 @@ def estimate_speed(config: AcceleratorConfig, model: ModelConfig, context: int) 
         matrix_load, matrix_compute = matrix_cycles(config, n, k, b)
         block_cycles += matrix_load + matrix_compute
     blocks_of_queries = math.ceil(b / config.attention_pes)
-    block_cycles += b * _elementwise_cycles(model) + blocks_of_queries * _attention_cycles(model, position + b)
+    block_cycles += b * _elementwise_cycles(model) + blocks_of_queries * _attention_cycles(config, model, position + b)
     prefill = model.num_hidden_layers * block_cycles // b
     return SpeedEstimate(decode, prefill, model.num_hidden_layers * load / decode, config.clock_mhz,
                          config.axi_width)

@@ -15,6 +15,14 @@
 
 #include "fp16.h"
 
+#ifndef TELLME_PRAGMA
+#define TELLME_PRAGMA_STRING(x) _Pragma(#x)
+#define TELLME_PRAGMA(x) TELLME_PRAGMA_STRING(x)
+#endif
+#ifndef TELLME_KV_PER_BEAT
+#define TELLME_KV_PER_BEAT 8  // fp16 values per 128-bit AXI beat
+#endif
+
 namespace tellme {
 
 // Append one token's K and V (float) at position pos, rounded to fp16 as numpy.float16 does.
@@ -65,19 +73,23 @@ query_blocks:
         }
     kv_stream:
         for (unsigned t = 0; t <= last; t++) {
-            float k_row[HEAD_DIM], v_row[HEAD_DIM];
-#pragma HLS ARRAY_PARTITION variable = k_row complete
-#pragma HLS ARRAY_PARTITION variable = v_row complete
-        heads_loop:
-            for (unsigned h = 0; h < heads; h++) {
-                const unsigned kvh = h / group;
-                if (h % group == 0) {  // a new KV head: fetch its K and V rows once, for every PE and head
-                    for (unsigned d = 0; d < HEAD_DIM; d++) {
+#pragma HLS LOOP_TRIPCOUNT max = 1024
+            // the position's K and V rows of every KV head, fetched once for all PEs and query heads;
+            // KV_PER_BEAT fp16 values per cycle fill a 128-bit (or wider) AXI beat
+            float k_rows[MAX_HEADS][HEAD_DIM], v_rows[MAX_HEADS][HEAD_DIM];
+#pragma HLS ARRAY_PARTITION variable = k_rows dim = 2 complete
+#pragma HLS ARRAY_PARTITION variable = v_rows dim = 2 complete
+        load_rows:
+            for (unsigned i = 0; i < row; i++) {
 #pragma HLS PIPELINE II = 1
-                        k_row[d] = half_to_float(k_cache[t * row + kvh * HEAD_DIM + d]);
-                        v_row[d] = half_to_float(v_cache[t * row + kvh * HEAD_DIM + d]);
-                    }
-                }
+                TELLME_PRAGMA(HLS UNROLL factor = TELLME_KV_PER_BEAT)
+                k_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(k_cache[t * row + i]);
+                v_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(v_cache[t * row + i]);
+            }
+        heads_loop:
+            for (unsigned h = 0; h < heads; h++) {  // one query head per cycle, head_dim lanes wide
+#pragma HLS PIPELINE II = 1
+                const unsigned kvh = h / group;
             pes:
                 for (unsigned pe = 0; pe < PES; pe++) {  // a fixed count, so the PEs unroll side by side
 #pragma HLS UNROLL
@@ -85,18 +97,20 @@ query_blocks:
                     if (pe >= end - start || t > first + start + pe) continue;
                     const float *qv = q + (start + pe) * q_stride + h * HEAD_DIM;
                     float dot = 0.0f;
+                dot_lanes:
                     for (unsigned d = 0; d < HEAD_DIM; d++) {
-#pragma HLS PIPELINE II = 1
-                        dot += qv[d] * k_row[d];
+#pragma HLS UNROLL
+                        dot += qv[d] * k_rows[kvh][d];
                     }
                     const float s = dot * scale;
                     const float m_new = s > m[pe][h] ? s : m[pe][h];
                     const float correction = std::exp(m[pe][h] - m_new);
                     const float p = std::exp(s - m_new);
                     l[pe][h] = l[pe][h] * correction + p;
+                update_lanes:
                     for (unsigned d = 0; d < HEAD_DIM; d++) {
-#pragma HLS PIPELINE II = 1
-                        acc[pe][h][d] = acc[pe][h][d] * correction + p * v_row[d];
+#pragma HLS UNROLL
+                        acc[pe][h][d] = acc[pe][h][d] * correction + p * v_rows[kvh][d];
                     }
                     m[pe][h] = m_new;
                 }

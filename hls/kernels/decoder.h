@@ -30,6 +30,9 @@
 #ifndef TELLME_CHUNK
 #define TELLME_CHUNK 84
 #endif
+#ifndef TELLME_HEAD_DIM
+#define TELLME_HEAD_DIM 64
+#endif
 
 namespace tellme {
 
@@ -55,6 +58,9 @@ int decoder_forward(const typename tlmm_types<TLMM_T>::word_t *weights, const fl
 
     static float h[B][M::hidden], y[B][M::hidden];
     static float q[B][M::q_size], k[B][M::kv_size], v[B][M::kv_size], att[B][M::q_size];
+    // attention reads a head's head_dim query values for every PE in one cycle
+#pragma HLS ARRAY_PARTITION variable = q dim = 1 complete
+    TELLME_PRAGMA(HLS ARRAY_PARTITION variable=q cyclic factor=TELLME_HEAD_DIM dim=2)
     static float gate[B][M::intermediate], up[B][M::intermediate];
     static int8_t xq[B][M::max_dim];
     // the TLMM reads one index vector's worth of activations (G*T bytes) per cycle
