@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tellme.models.default_model import resolve_model_dir
 from tellme.models.errors import UserError
 
 from .boards import board_config, get_board
@@ -17,15 +18,6 @@ from .project import write_project
 GOLDEN_LAYER = 0
 GOLDEN_PROJ = "gate_proj"
 GOLDEN_TOKENS = 2
-
-
-def resolve_model_dir(model: str | None) -> Path:
-    """--model, else the bundled default model (UserError when this install has none)."""
-    if model:
-        return Path(model)
-    from tellme.models.default_model import default_model_dir
-
-    return default_model_dir()
 
 
 def configure(board: str, model_dir: Path, overrides: list[str]) -> AcceleratorConfig:

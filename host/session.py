@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from tellme.models.default_model import resolve_model_dir
 from tellme.models.errors import UserError
 from tellme.models.model_folder import open_model_folder
 
@@ -24,17 +25,6 @@ from .device import Device
 from .generate import ContextFull, GenerationStats, check_fits, generate
 from .sampling import Sampler, SamplingParams
 from .tokenizer import StreamDecoder, Tokenizer
-
-
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """The given model folder, or the bundled default model."""
-    if model:
-        return Path(model)
-    try:
-        from tellme.models.default_model import default_model_dir
-    except ImportError:
-        raise UserError("no bundled model in this install: pass --model DIR") from None
-    return default_model_dir()
 
 
 class Session:

@@ -15,3 +15,8 @@ def default_model_dir() -> Path:
     if not (BUNDLED / MANIFEST).is_file():
         raise UserError(f"no bundled model in {BUNDLED}: pass --model DIR (a folder made by `tellme convert`)")
     return BUNDLED
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """The --model folder when given, else the bundled default model."""
+    return Path(model) if model else default_model_dir()
