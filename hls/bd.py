@@ -1,16 +1,12 @@
-"""The Vivado block design around the HLS accelerator: per-board processing-system data (IP, board part,
-HP ports, control port, PL clock), the accelerator's AXI interfaces as its top function declares them,
-the bundle -> HP port assignment, and build_bd.tcl rendered from templates/build_bd.tcl.j2.
-
-Port order on each PS follows its DDR controller: on Zynq UltraScale+ HP1 and HP2 share one DDR port,
-so HP0, HP1, HP3 come first (TeLLMe's choice on the KV260) and HP2 last; on Zynq-7000 HP0/HP1 and
-HP2/HP3 share the two AFI paths to DDR, so HP0, HP2, then HP1, HP3.
+"""The Vivado block design around the HLS accelerator: the accelerator's AXI interfaces as its top function
+declares them, the bundle -> HP port assignment, and build_bd.tcl rendered from templates/build_bd.tcl.j2.
+The board's processing system (ports, clock, control address) comes from its record in boards.py.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -18,128 +14,12 @@ import jinja2
 
 from tellme.models.errors import UserError
 
+from .boards import Board, HpPort, get_board
 from .config import AcceleratorConfig
 
 DEFAULT_M_AXI_BUNDLE = "gmem"  # Vitis HLS's bundle for an m_axi port that names none
 DEFAULT_S_AXILITE_BUNDLE = "control"
 BD_NAME = "tellme_bd"
-
-
-@dataclass(frozen=True)
-class HpPort:
-    """A PS slave port to DDR: interface pin, the CONFIG keys that enable it and set its width, its clock."""
-
-    name: str
-    enable: str
-    width_key: str
-    clock_pin: str
-
-
-@dataclass(frozen=True)
-class Platform:
-    """What build_bd.tcl needs to know about a board's processing system."""
-
-    board: str
-    family: str  # "zynqmp" or "zynq7"
-    ps_ip: str  # VLNV without version: Vivado picks the installed one
-    ps_rule: str  # board automation rule that applies the board preset (DDR, MIO, clocks)
-    ps_rule_config: str
-    board_part_glob: str  # for get_board_parts: any installed revision of the board files
-    board_part: str  # the revision we document (manifest, README)
-    board_connections: str  # carrier connection for a SOM board part, else ""
-    board_files_hint: str  # where to get the board files when Vivado lacks them
-    hp_ports: tuple[HpPort, ...]  # in order of preference
-    hp_max_width: int
-    control_port: str
-    control_clock_pin: str
-    control_base: int
-    clock_pin: str  # PL clock out of the PS
-    reset_pin: str  # PL reset out of the PS (active low)
-    clock_key: str  # CONFIG key of the PL clock frequency (MHz)
-    ps_config: dict[str, str] = field(default_factory=dict)  # always set: control master on, others off
-    address_space: str = "ps/Data"
-
-
-def _mpsoc_hp(n: int) -> HpPort:
-    gp = n + 2  # S_AXI_GP2..GP5 are HP0..HP3
-    return HpPort(f"S_AXI_HP{n}_FPD", f"PSU__USE__S_AXI_GP{gp}", f"PSU__SAXIGP{gp}__DATA_WIDTH", f"saxihp{n}_fpd_aclk")
-
-
-def _zynq7_hp(n: int) -> HpPort:
-    return HpPort(f"S_AXI_HP{n}", f"PCW_USE_S_AXI_HP{n}", f"PCW_S_AXI_HP{n}_DATA_WIDTH", f"S_AXI_HP{n}_ACLK")
-
-
-_MPSOC = dict(
-    family="zynqmp",
-    ps_ip="xilinx.com:ip:zynq_ultra_ps_e",
-    ps_rule="xilinx.com:bd_rule:zynq_ultra_ps_e",
-    ps_rule_config='apply_board_preset "1"',
-    hp_ports=tuple(_mpsoc_hp(n) for n in (0, 1, 3, 2)),
-    hp_max_width=128,
-    control_port="M_AXI_HPM0_FPD",
-    control_clock_pin="maxihpm0_fpd_aclk",
-    control_base=0xA000_0000,
-    clock_pin="pl_clk0",
-    reset_pin="pl_resetn0",
-    clock_key="PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ",
-    ps_config={
-        "PSU__FPGA_PL0_ENABLE": "1",
-        "PSU__USE__M_AXI_GP0": "1",  # HPM0_FPD: the accelerator's control registers
-        "PSU__MAXIGP0__DATA_WIDTH": "32",
-        "PSU__USE__M_AXI_GP1": "0",  # HPM1_FPD and HPM0_LPD unused (presets may enable them)
-        "PSU__USE__M_AXI_GP2": "0",
-    },
-)
-
-PLATFORMS: dict[str, Platform] = {
-    "kv260": Platform(
-        board="kv260",
-        board_part_glob="*:kv260_som:*",
-        board_part="xilinx.com:kv260_som:part0:1.4",
-        board_connections="som240_1_connector xilinx.com:kv260_carrier:som240_1_connector:1.3",
-        board_files_hint="install the Kria K26 SOM and KV260 carrier board files from the Vivado board store",
-        **_MPSOC,
-    ),
-    "zcu104": Platform(
-        board="zcu104",
-        board_part_glob="*:zcu104:*",
-        board_part="xilinx.com:zcu104:part0:1.1",
-        board_connections="",
-        board_files_hint="the ZCU104 board files ship with Vivado; reinstall Vivado with Zynq UltraScale+ devices",
-        **_MPSOC,
-    ),
-    "pynq-z2": Platform(
-        board="pynq-z2",
-        family="zynq7",
-        ps_ip="xilinx.com:ip:processing_system7",
-        ps_rule="xilinx.com:bd_rule:processing_system7",
-        ps_rule_config='make_external "FIXED_IO, DDR" apply_board_preset "1" Master "Disable" Slave "Disable"',
-        board_part_glob="*:pynq-z2:*",
-        board_part="tul.com.tw:pynq-z2:part0:1.0",
-        board_connections="",
-        board_files_hint="install the PYNQ-Z2 board files from TUL into <Vivado>/data/boards/board_files",
-        hp_ports=tuple(_zynq7_hp(n) for n in (0, 2, 1, 3)),
-        hp_max_width=64,
-        control_port="M_AXI_GP0",
-        control_clock_pin="M_AXI_GP0_ACLK",
-        control_base=0x4000_0000,
-        clock_pin="FCLK_CLK0",
-        reset_pin="FCLK_RESET0_N",
-        clock_key="PCW_FPGA0_PERIPHERAL_FREQMHZ",
-        ps_config={
-            "PCW_EN_CLK0_PORT": "1",
-            "PCW_EN_RST0_PORT": "1",
-            "PCW_USE_M_AXI_GP0": "1",  # GP0: the accelerator's control registers
-            "PCW_USE_M_AXI_GP1": "0",
-        },
-    ),
-}
-
-
-def get_platform(board: str) -> Platform:
-    if board not in PLATFORMS:
-        raise UserError(f"no block design for board {board!r}: choose one of {', '.join(PLATFORMS)}")
-    return PLATFORMS[board]
 
 
 # --- the accelerator's interfaces, read from its top function ---
@@ -279,7 +159,7 @@ class BlockDesign:
     """Everything build_bd.tcl is rendered from."""
 
     design: str  # basename of the .bit and .hwh
-    platform: Platform
+    board: Board
     config: AcceleratorConfig
     interfaces: Interfaces
     routes: tuple[Route, ...]
@@ -291,13 +171,13 @@ class BlockDesign:
 
     @property
     def hp_width(self) -> int:
-        return min(self.config.axi_width, self.platform.hp_max_width)
+        return min(self.config.axi_width, self.board.ps.hp_max_width)
 
     @property
     def ps_config(self) -> list[tuple[str, str]]:
         """Every PS CONFIG value the script sets: clock, control master, used and unused HP ports."""
-        p = self.platform
-        items = [(p.clock_key, f"{self.config.clock_mhz:g}")] + list(p.ps_config.items())
+        p = self.board.ps
+        items = [(p.clock_key, f"{self.config.clock_mhz:g}")] + list(p.config.items())
         used = {r.port.name for r in self.routes}
         for port in p.hp_ports:
             items.append((port.enable, "1" if port.name in used else "0"))
@@ -308,7 +188,7 @@ class BlockDesign:
     @property
     def clock_sinks(self) -> list[str]:
         """Every clock input driven by the PL clock."""
-        pins = [f"{self.ip_cell}/ap_clk", "rst_pl/slowest_sync_clk", f"ps/{self.platform.control_clock_pin}",
+        pins = [f"{self.ip_cell}/ap_clk", "rst_pl/slowest_sync_clk", f"ps/{self.board.ps.control_clock_pin}",
                 "smc_control/aclk"]
         for route in self.routes:
             pins += [f"ps/{route.port.clock_pin}", f"{route.smartconnect}/aclk"]
@@ -321,8 +201,8 @@ class BlockDesign:
     def manifest_ports(self) -> dict:
         return {
             "ip": self.ip_cell,
-            "control": {"bundle": self.interfaces.control, "port": self.platform.control_port,
-                        "base_address": f"0x{self.platform.control_base:08X}"},
+            "control": {"bundle": self.interfaces.control, "port": self.board.ps.control_port,
+                        "base_address": f"0x{self.board.ps.control_base:08X}"},
             "m_axi": {b: r.port.name for r in self.routes for b in r.bundles},
         }
 
@@ -331,6 +211,6 @@ class BlockDesign:
 
 
 def block_design(design: str, config: AcceleratorConfig, interfaces: Interfaces, hls_ip_dir: str) -> BlockDesign:
-    platform = get_platform(config.board)
-    routes = assign_ports(interfaces.m_axi, platform.hp_ports)
-    return BlockDesign(design, platform, config, interfaces, tuple(routes), hls_ip_dir)
+    board = get_board(config.board)
+    routes = assign_ports(interfaces.m_axi, board.ps.hp_ports)
+    return BlockDesign(design, board, config, interfaces, tuple(routes), hls_ip_dir)

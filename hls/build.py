@@ -10,8 +10,6 @@ no tool. The folder layout is documented in bitstreams/README.md.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import os
 import re
@@ -22,23 +20,19 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tellme.host.design_manifest import MANIFEST, is_design_folder, new_manifest, write_manifest
 from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
-from tellme.models.model_folder import ModelFolder, open_model_folder
 
-from .bd import BlockDesign, Interfaces, block_design, get_platform, parse_interfaces
-from .boards import get_board
-from .commands import configure, hls_command, resolve_model_dir
+from .bd import Interfaces, block_design, parse_interfaces
 from .config import AcceleratorConfig
-from .decoder_design import design_context
-from .fit import FitEstimate, estimate_fit
-from .perf import SpeedEstimate, estimate_speed
 from .reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
 
-DESIGN_FORMAT = "tellme-design"
-DESIGN_VERSION = 1
-MANIFEST = "manifest.json"
+if TYPE_CHECKING:
+    from .design import Design
+
 HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
 TOOLS = ("vitis_hls", "vivado")
 _NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
@@ -98,9 +92,9 @@ def read_hls_project(path: Path) -> HlsProject:
     return HlsProject(path, config, project, solution, parse_interfaces(path, config.top))
 
 
-def design_name(model_dir: Path, config: AcceleratorConfig) -> str:
+def design_name(design: Design) -> str:
     """<model>-<board>-q<Q>, lower case, safe as a file name and a Tcl word."""
-    return sanitize(f"{Path(model_dir).resolve().name}-{config.board}-q{config.tlmm.q}")
+    return sanitize(f"{design.name}-{design.config.board}-q{design.config.tlmm.q}")
 
 
 def sanitize(name: str) -> str:
@@ -117,19 +111,12 @@ def _replaceable(out: Path, force: bool) -> None:
         raise UserError(f"{out} exists and is not a folder: choose another --out")
     if not any(out.iterdir()):
         return
-    try:
-        manifest = json.loads((out / MANIFEST).read_text())
-    except (OSError, ValueError):
-        manifest = {}
-    if manifest.get("format") != DESIGN_FORMAT:
+    if not is_design_folder(out):
         raise UserError(f"{out} exists and is not a tellme design folder: choose another --out")
+    manifest = json.loads((out / MANIFEST).read_text())
     if manifest.get("built") and not force:
         raise UserError(f"{out} holds a built design: choose another --out or pass --force to replace it")
     shutil.rmtree(out)
-
-
-def _write_manifest(path: Path, manifest: dict) -> None:
-    write_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
 def _commands(out: Path, design: str) -> list[tuple[str, list[str], Path, dict[str, str]]]:
@@ -186,87 +173,55 @@ def _expect(paths: list[Path], tool: str, log_path: Path) -> None:
         raise BuildError(f"{tool} finished but left no {', '.join(missing)} (log: {log_path})")
 
 
-def _manifest(name: str, bd: BlockDesign, model: ModelFolder, model_dir: Path, context: int, fit: FitEstimate,
-              speed: SpeedEstimate) -> dict:
-    config = bd.config
-    return {
-        "format": DESIGN_FORMAT,
-        "version": DESIGN_VERSION,
-        "design": name,
-        "board": config.board,
-        "part": config.part,
-        "board_part": bd.platform.board_part,
-        "clock_mhz": config.clock_mhz,
-        "top": config.top,
-        "bitstream": f"{name}.bit",
-        "hwh": f"{name}.hwh",
-        "built": False,
-        "accelerator": config.to_dict(),
-        "ports": bd.manifest_ports(),
-        "model": {
-            "name": Path(model_dir).resolve().name,
-            "hash": model.model_hash,
-            "config": dataclasses.asdict(model.config),
-        },
-        "max_context": context,
-        "estimate": {**fit.to_dict(), "speed": speed.to_dict()},
-        "tools": {"vitis_hls": None, "vivado": None},
-        "hls": None,
-        "vivado": None,
-    }
-
-
-def build_command(args: argparse.Namespace) -> int:
-    get_board(args.board)
-    get_platform(args.board)
-    model_dir = resolve_model_dir(args.model)
-    model = open_model_folder(model_dir)
-    overrides = list(args.set)
-    config = configure(args.board, model_dir, overrides)
-    context = design_context(config, model.config)
-    fit = estimate_fit(config, model.config, context, Path(model_dir).resolve().name)
+def build_design(design: Design, out: Path | None, *, dry_run: bool = False, force: bool = False) -> int:
+    """Estimates (a design that does not fit stops here), the HLS project, the block design script and
+    the manifest; then, unless dry_run, Vitis HLS and Vivado. Returns the exit code."""
+    config = design.config
+    if design.folder is None:
+        raise UserError(f"design {design.name} was made from a shape: building needs a model folder (--model)")
+    fit, speed = design.fit(), design.speed()
     print(fit.describe())
-    speed = estimate_speed(config, model.config, context)
     print(speed.describe())
     for warning in fit.warnings:
         print(f"tellme: warning: {warning}", file=sys.stderr)
     fit.check()
 
-    if args.out:
-        out = Path(args.out)
-        name = sanitize(out.resolve().name)
-    else:
-        name = design_name(model_dir, config)
+    if out is None:
+        name = design_name(design)
         out = Path("bitstreams") / config.board / name
-    _replaceable(out, args.force)
+    else:
+        name = sanitize(out.resolve().name)
+    _replaceable(out, force)
     out.mkdir(parents=True, exist_ok=True)
 
-    # the HLS project, exactly as `tellme hls` writes it
-    hls_args = argparse.Namespace(board=args.board, model=str(model_dir), out=str(out / "hls"), set=overrides,
-                                  force=True)
-    hls_command(hls_args)
+    design.write_project(out / "hls", force=True)  # exactly what `tellme hls` writes
     project = read_hls_project(out / "hls")
     ip_rel = os.path.relpath(project.ip_dir, out / "vivado")
     bd = block_design(name, project.config, project.interfaces, Path(ip_rel).as_posix())
     (out / "vivado").mkdir(exist_ok=True)
     write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
-    manifest = _manifest(name, bd, model, model_dir, context, fit, speed)
-    _write_manifest(out / MANIFEST, manifest)
+    manifest = new_manifest(
+        design=name, board=config.board, part=config.part, board_part=bd.board.board_part,
+        clock_mhz=config.clock_mhz, top=config.top, accelerator=config.to_dict(), ports=bd.manifest_ports(),
+        model_name=design.name, model_hash=design.folder.model_hash, model_config=design.model,
+        max_context=design.context, estimate={**fit.to_dict(), "speed": speed.to_dict()},
+    )
+    write_manifest(out, manifest)
 
     routes = ", ".join(f"{'+'.join(r.bundles)} -> {r.port.name}" for r in bd.routes)
     print(f"design {name}: {config.top} on {config.board} ({config.part}, {config.clock_mhz:g} MHz); "
-          f"m_axi {routes}; s_axi_{bd.interfaces.control} -> {bd.platform.control_port} "
-          f"at 0x{bd.platform.control_base:08X}")
+          f"m_axi {routes}; s_axi_{bd.interfaces.control} -> {bd.board.ps.control_port} "
+          f"at 0x{bd.board.ps.control_base:08X}")
     print(f"wrote {out}/: hls/ (project), vivado/build_bd.tcl, {MANIFEST}")
     commands = _commands(out, name)
-    label = "would run" if args.dry_run else "steps"
+    label = "would run" if dry_run else "steps"
     print(f"{label}:")
     for i, (_, argv, cwd, env) in enumerate(commands, 1):
         print(f"  {i}. {_show(argv, cwd, env)}")
     print(f"  {len(commands) + 1}. copy vivado/out/{name}.bit and .hwh to {out}/, figures into {MANIFEST}")
 
     found = {tool: shutil.which(tool) for tool in TOOLS}
-    if args.dry_run:
+    if dry_run:
         state = ", ".join(f"{t} {'at ' + p if p else 'not on PATH'}" for t, p in found.items())
         print(f"dry run: nothing run ({state})")
         return 0
@@ -308,7 +263,7 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         hls=hls,
         vivado={"utilization": utilization, "timing": {k: v for k, v in timing.items() if k != "tool"}},
     )
-    _write_manifest(out / MANIFEST, manifest)
+    write_manifest(out, manifest)
 
     used, avail = utilization["used"], utilization["available"]
     parts = [f"{k.upper()} {used[k]:g}/{avail.get(k) or 0:g}" for k in ("lut", "ff", "bram", "uram", "dsp")

@@ -8,9 +8,9 @@ import json
 import typing
 from dataclasses import dataclass, field
 
+from tellme.models import packing
 from tellme.models.ddr_image import LineLayout
 from tellme.models.errors import UserError
-from tellme.models.packing import INDEX_BITS  # noqa: F401  (re-exported for the fit estimate)
 
 AP_INT_MAX_W = 4096  # widest ap_uint allowed; t <= 64 keeps every kernel type within it (test_config_*)
 AXI_WIDTHS = (32, 64, 128, 256, 512)
@@ -27,9 +27,9 @@ def _ceil_div(a: int, b: int) -> int:
 class TlmmParams:
     """The table-lookup matmul engine. TeLLMe's choices are the defaults (full table, T=28)."""
 
-    g: int = 3  # activations per lookup group; the index format only encodes 3
+    g: int = packing.G  # activations per lookup group; the index format only encodes 3
     table: str = "full"  # "full": 27 entries per group; "half": 14 entries + sign logic
-    t: int = 28  # indices per index vector (5*T bits)
+    t: int = packing.T  # indices per index vector (5*T bits)
     q: int = 8  # index vectors read per cycle (independent weight banks)
     weight_storage: str = "uram"  # weight buffer memory: "uram" or "bram"
     weight_buffer_depth: int = 4096  # index vectors per weight bank

@@ -12,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tellme.models.config import ModelConfig
-from tellme.models.ddr_image import LineLayout, image_offsets
 from tellme.models.errors import UserError
+from tellme.models.packing import INDEX_BITS
 
-from .config import INDEX_BITS, AcceleratorConfig
+from .config import AcceleratorConfig
+
+if TYPE_CHECKING:
+    from .design import Design
 
 MB = 1 << 20
 GB = 1 << 30
@@ -28,28 +32,6 @@ FLOATS_PER_BRAM36 = 1024  # a float32 vector, unpartitioned, in the 1024 x 36 sh
 INTERFACE_BRAM36 = 1  # per m_axi bundle: burst buffers of the HLS AXI adapter (allowance)
 DECODER_BUNDLES = 5  # gmem_w, gmem_p, gmem_k, gmem_v, gmem_h (top.cpp)
 TLMM_BUNDLES = 2  # gmem_w, gmem_io (tlmm_top.cpp)
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What a board offers (device data sheets: DS987 for XCK26, DS891 for XCZU7EV, DS190 for XC7Z020)."""
-
-    device: str
-    lut: int
-    ff: int
-    bram36: int
-    uram: int
-    dsp: int
-    lutram: int  # LUTs in SLICEM that can be distributed RAM
-    ddr_bytes: int
-    reserved_bytes: int  # assumption: kept by Linux, PYNQ and Jupyter, never ours
-
-
-RESOURCES: dict[str, Resources] = {
-    "kv260": Resources("XCK26", 117_120, 234_240, 144, 64, 1_248, 57_600, 4 * GB, 1 * GB),
-    "zcu104": Resources("XCZU7EV", 230_400, 460_800, 312, 96, 1_728, 101_760, 2 * GB, 512 * MB),
-    "pynq-z2": Resources("XC7Z020", 53_200, 106_400, 140, 0, 220, 17_400, 512 * MB, 192 * MB),
-}
 
 
 @dataclass(frozen=True)
@@ -191,9 +173,11 @@ def largest_fitting_block(config: AcceleratorConfig, model: ModelConfig, bram_bu
     return 0
 
 
-def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, model_name: str) -> FitEstimate:
-    """The estimate for a design on config.board running model with a KV cache of `context` positions."""
-    res = RESOURCES[config.board]
+def estimate_fit(design: Design) -> FitEstimate:
+    """The estimate for a design on its board, with its model and KV context."""
+    config, model, context = design.config, design.model, design.context
+    board = design.board
+    res = board.resources
     t = config.tlmm
     vector_bits = t.t * INDEX_BITS
     decoder = config.top == "tellme_top"
@@ -229,19 +213,18 @@ def estimate_fit(config: AcceleratorConfig, model: ModelConfig, context: int, mo
     ))
 
     # DDR: what the accelerator reads and writes, plus the host's float32 tensors
-    layout = LineLayout(t=t.t, q=t.q, axi_width=config.axi_width)
-    offsets = image_offsets(model, layout, context)
+    offsets = design.offsets
     weights = offsets.weight_words * config.axi_width // 8
     params = offsets.param_floats * 4
     kv = model.num_hidden_layers * context * model.kv_size * 2 * 2
     hidden = 2 * context * model.hidden_size * 4
     host = model.vocab_size * model.hidden_size * 4 * (1 if model.tie_word_embeddings else 2)
     needs.append(Need(
-        "DDR", weights + params + kv + hidden + host, res.ddr_bytes - res.reserved_bytes,
+        "DDR", weights + params + kv + hidden + host, board.ddr_bytes - board.host_reserved_bytes,
         f"weights image {_bytes(weights)} + params {_bytes(params)} + KV cache {_bytes(kv)} "
         f"({model.num_hidden_layers} layers x {context} positions x {model.num_key_value_heads} x {model.head_dim} "
         f"x K,V x fp16) + hidden "
         f"in/out {_bytes(hidden)} + host embedding/LM head {_bytes(host)}; "
-        f"of {_bytes(res.ddr_bytes)} DDR, {_bytes(res.reserved_bytes)} kept for Linux", True,
+        f"of {_bytes(board.ddr_bytes)} DDR, {_bytes(board.host_reserved_bytes)} kept for Linux", True,
     ))
-    return FitEstimate(config.board, res.device, model_name, tuple(needs), block_hint)
+    return FitEstimate(config.board, res.device, design.name, tuple(needs), block_hint)

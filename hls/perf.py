@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tellme.models.config import ModelConfig
 
 from .config import AcceleratorConfig
+
+if TYPE_CHECKING:
+    from .design import Design
 
 ELEMENTWISE_PASSES = 4  # rmsnorm: sum of squares, scale; quantisation: peak, round
 
@@ -75,7 +79,9 @@ def _attention_cycles(config: AcceleratorConfig, model: ModelConfig, rows: int) 
     return rows * per_row
 
 
-def estimate_speed(config: AcceleratorConfig, model: ModelConfig, context: int) -> SpeedEstimate:
+def estimate_speed(design: Design) -> SpeedEstimate:
+    """Decode at the middle of the design's context, and a full prefill block there."""
+    config, model, context = design.config, design.model, design.context
     shapes = model.linear_shapes().values()
     position = context // 2
     load = compute = 0

@@ -88,7 +88,7 @@ def build(
     ap_types = ap_types_dir()
     # hidden: template instances and their static buffers must not be shared between loaded designs
     link = ("-shared", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden") if shared else ()
-    key = source_hash(sources, flags + link, compiler_version(cxx) + str(ap_types))
+    key = source_hash(sources, flags + link + tuple(compile_units) + (output,), compiler_version(cxx) + str(ap_types))
     folder = (cache_dir or cache_root() / "csim") / key[:32]
     target = folder / output
     if target.is_file():

@@ -12,12 +12,14 @@ from tellme.models.errors import UserError
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
-    "convert": "tellme.models.convert:convert_command",
+    "convert": "tellme.models.commands:convert_command",
+    "train": "tellme.models.commands:train_command",
     "logits": "tellme.host.commands:logits_command",
     "run": "tellme.host.commands:run_command",
     "hls": "tellme.hls.commands:hls_command",
-    "build": "tellme.hls.build:build_command",
+    "build": "tellme.hls.commands:build_command",
 }
+KV_CACHES = ("float16", "float32")
 
 EXIT_USER_ERROR = 2
 
@@ -28,6 +30,12 @@ def _add_model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
         required=required,
         help="converted model folder (tellme convert); default: the bundled model",
     )
+
+
+def _add_kv_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kv-cache", default="float16", choices=KV_CACHES,
+                   help="reference backend's KV cache: float16 as the accelerator stores it (default), or "
+                        "float32 as transformers does")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +50,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="output model folder (refused if it exists, unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing DST")
 
+    p = sub.add_parser("train", help="train a small BitNet on a text corpus (Keras; the train extra)")
+    from tellme.models.train.cli import add_arguments  # argparse only: no TensorFlow until the run
+
+    add_arguments(p)
+
     p = sub.add_parser("logits", help="write float32 logits [n_tokens, vocab] for every position")
     _add_model_arg(p)
     p.add_argument("--backend", default="reference", help="reference | csim (default: reference)")
+    _add_kv_cache_arg(p)
     p.add_argument("--tokens", required=True, help="comma-separated token ids, e.g. 1,2,3")
     p.add_argument("--out", required=True, help="output .npy file")
 
     p = sub.add_parser("run", help="generate text, streaming it as it is produced")
     _add_model_arg(p)
     p.add_argument("--backend", default="reference", help="reference | csim | pynq (default: reference)")
+    _add_kv_cache_arg(p)
     p.add_argument("--bitstream", default=None, metavar="DESIGN",
                    help="design folder from tellme build (bitstreams/<board>/<design>/): required by pynq; "
                         "csim then simulates that design")

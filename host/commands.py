@@ -41,7 +41,7 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 def logits_command(args: argparse.Namespace) -> int:
     tokens = parse_token_ids(args.tokens)
-    with open_backend(args.backend, resolve_model_dir(args.model)) as backend:
+    with open_backend(args.backend, resolve_model_dir(args.model), kv_cache=args.kv_cache) as backend:
         if len(tokens) > backend.max_context:
             raise UserError(f"{len(tokens)} tokens exceed the context of {backend.max_context}")
         logits = backend.lm_head(backend.forward(tokens)).astype(np.float32)
@@ -102,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
     sampling = _sampling(args)
     if args.prompt is None and not args.chat:
         raise UserError("--prompt is required (or --chat for a conversation)")
-    with Session(args.model, args.backend, args.bitstream, args.board) as session:
+    with Session(args.model, args.backend, args.bitstream, args.board, kv_cache=args.kv_cache) as session:
         if args.chat:
             return _chat(session, args.prompt, sampling)
         pieces = session.generate(args.prompt, **sampling)

@@ -1,17 +1,22 @@
-"""A built design folder (`tellme build`): its manifest.json, read and checked against the model.
+"""A design folder's manifest.json (`tellme build`): its one schema, written by the build flow and read
+and checked against the model by the host.
 
-The host may not import the generator (tellme.hls), so this module parses the JSON that hls/build.py
-writes. A design is only usable with the model it was generated for: the DDR image offsets, the KV
-cache size and the kernel's loop bounds are all baked into the bitstream, so any mismatch is a
-one-line UserError rather than garbage on the board.
+Both sides live here because the host may not import the generator (tellme.hls): the build flow
+(hls/build.py) calls `new_manifest` / `write_manifest`, the host `open_design`. A design is only usable
+with the model it was generated for: the DDR image offsets, the KV cache size and the kernel's loop
+bounds are all baked into the bitstream, so any mismatch is a one-line UserError rather than garbage
+on the board. The layout is documented in bitstreams/README.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tellme.models.atomic import write_atomic
+from tellme.models.config import ModelConfig
 from tellme.models.ddr_image import LineLayout
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
@@ -25,8 +30,48 @@ SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_la
                 "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta")
 
 
+def new_manifest(*, design: str, board: str, part: str, board_part: str, clock_mhz: float, top: str,
+                 accelerator: dict, ports: dict, model_name: str, model_hash: str, model_config: ModelConfig,
+                 max_context: int, estimate: dict) -> dict:
+    """The manifest of a design that is written but not built yet (tools, hls and vivado come later)."""
+    return {
+        "format": DESIGN_FORMAT,
+        "version": DESIGN_VERSION,
+        "design": design,
+        "board": board,
+        "part": part,
+        "board_part": board_part,
+        "clock_mhz": clock_mhz,
+        "top": top,
+        "bitstream": f"{design}.bit",
+        "hwh": f"{design}.hwh",
+        "built": False,
+        "accelerator": accelerator,
+        "ports": ports,
+        "model": {"name": model_name, "hash": model_hash, "config": dataclasses.asdict(model_config)},
+        "max_context": max_context,
+        "estimate": estimate,
+        "tools": {"vitis_hls": None, "vivado": None},
+        "hls": None,
+        "vivado": None,
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """<folder>/manifest.json, atomically."""
+    write_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def is_design_folder(path: Path) -> bool:
+    """A folder tellme build wrote (whatever its state)."""
+    try:
+        return json.loads((Path(path) / MANIFEST).read_text()).get("format") == DESIGN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @dataclass(frozen=True)
-class Design:
+class DesignManifest:
     """What the host needs from a design folder: files, the engine layout, the context and the clock."""
 
     path: Path
@@ -62,7 +107,7 @@ def _field(data: dict, path: str, kind: type | tuple[type, ...], where: Path):
     return value
 
 
-def read_design(path: Path | str) -> Design:
+def read_design(path: Path | str) -> DesignManifest:
     """Parse <design>/manifest.json; a missing or malformed manifest is a UserError."""
     path = Path(path)
     if path.is_file() and path.suffix in (".bit", ".json"):
@@ -82,7 +127,7 @@ def read_design(path: Path | str) -> Design:
     f = manifest_path
     ports = data.get("ports") if isinstance(data.get("ports"), dict) else {}
     top = _field(data, "top", str, f)
-    return Design(
+    return DesignManifest(
         path=path,
         name=Path(_field(data, "bitstream", str, f)).stem,
         board=_field(data, "board", str, f),
@@ -99,7 +144,7 @@ def read_design(path: Path | str) -> Design:
     )
 
 
-def check_design(design: Design, folder: ModelFolder, board: str | None = None, built: bool = True) -> None:
+def check_design(design: DesignManifest, folder: ModelFolder, board: str | None = None, built: bool = True) -> None:
     """Refuse a design for another board or model, or one that cannot hold its context; with built=True
     also one without its bitstream (a dry run or a failed build)."""
     where = f"design {design.name}"
@@ -132,7 +177,8 @@ def check_design(design: Design, folder: ModelFolder, board: str | None = None, 
             raise UserError(f"{where} has no {file.name} in {design.path}: copy the whole design folder")
 
 
-def open_design(path: Path | str, folder: ModelFolder, board: str | None = None, built: bool = True) -> Design:
+def open_design(path: Path | str, folder: ModelFolder, board: str | None = None,
+                built: bool = True) -> DesignManifest:
     design = read_design(path)
     check_design(design, folder, board, built)
     return design

@@ -18,9 +18,10 @@ from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
 
 if TYPE_CHECKING:
-    from .design_manifest import Design
+    from .design_manifest import DesignManifest
 
 DEVICES = ("reference", "csim", "pynq")
+KV_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
 class Device(Protocol):
@@ -46,14 +47,18 @@ def check_range(n: int, pos: int, max_context: int) -> None:
 
 
 class ReferenceDevice:
-    """The numpy reference model (table-lookup matmuls, float32 KV cache, transformers' numerics)."""
+    """The numpy reference model (table-lookup matmuls). By default its KV cache is fp16, as the
+    accelerator stores it, so it predicts the accelerator's tokens; kv_cache="float32" gives
+    transformers' numerics."""
 
     name = "reference"
 
-    def __init__(self, folder: ModelFolder, max_context: int | None = None):
+    def __init__(self, folder: ModelFolder, max_context: int | None = None, kv_cache: str = "float16"):
         from tellme.models.reference import ReferenceModel
 
-        self.model = ReferenceModel(folder)
+        if kv_cache not in KV_DTYPES:
+            raise UserError(f"unknown KV cache type {kv_cache!r}: use one of {', '.join(KV_DTYPES)}")
+        self.model = ReferenceModel(folder, kv_dtype=KV_DTYPES[kv_cache])
         self.max_context = max_context or folder.config.max_position_embeddings
         self.cache = self.model.new_cache(self.max_context)
 
@@ -72,18 +77,13 @@ class CsimDevice:
 
     name = "csim"
 
-    def __init__(self, folder: ModelFolder, board: str = "kv260", design: Design | None = None):
+    def __init__(self, folder: ModelFolder, board: str = "kv260", design: DesignManifest | None = None):
         from tellme.hls.config import AcceleratorConfig
-        from tellme.hls.csim_decoder import DecoderSim
+        from tellme.hls.design import Design
 
-        if design is not None:
-            config = AcceleratorConfig.from_dict(design.accelerator)
-        else:
-            from tellme.hls.commands import configure
-
-            config = configure(board, folder.path, [])
-        self.sim = DecoderSim.build(folder, config)
-        self.max_context = self.sim.spec.max_context
+        config = AcceleratorConfig.from_dict(design.accelerator) if design is not None else None
+        self.sim = Design.for_model(folder, board, config=config).csim()
+        self.max_context = self.sim.max_context
         self.k_cache, self.v_cache = self.sim.new_cache()
 
     def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
@@ -94,11 +94,13 @@ class CsimDevice:
         pass
 
 
-def open_device(name: str, folder: ModelFolder, design: Design | None = None, board: str = "kv260",
-                **options) -> Device:
+def open_device(name: str, folder: ModelFolder, design: DesignManifest | None = None, board: str = "kv260",
+                kv_cache: str = "float16", **options) -> Device:
     """The device called `name`; pynq needs a design (--bitstream), csim may simulate one."""
     if name not in DEVICES:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(DEVICES)}")
+    if name != "reference" and kv_cache != "float16":
+        raise UserError(f"--kv-cache {kv_cache} is for the reference backend: the accelerator ({name}) stores fp16")
     if name == "pynq":
         if design is None:
             raise UserError("the pynq backend needs --bitstream bitstreams/<board>/<design>/")
@@ -107,4 +109,4 @@ def open_device(name: str, folder: ModelFolder, design: Design | None = None, bo
         return PynqDevice(folder, design, **options)
     if name == "csim":
         return CsimDevice(folder, board, design)
-    return ReferenceDevice(folder, design.max_context if design else None)
+    return ReferenceDevice(folder, design.max_context if design else None, kv_cache)

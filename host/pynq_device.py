@@ -25,7 +25,7 @@ from tellme.models.ddr_image import build_ddr_image
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
 
-from .design_manifest import Design
+from .design_manifest import DesignManifest
 from .device import check_range
 
 CTRL = 0x00  # ap_ctrl_hs: bit 0 ap_start, bit 1 ap_done (clear on read), bit 2 ap_idle
@@ -103,7 +103,7 @@ class ControlRegisters:
         return int(self.ip.read(self.ap_return))
 
 
-def find_ip(overlay: Any, design: Design) -> str:
+def find_ip(overlay: Any, design: DesignManifest) -> str:
     """The ip_dict key of the accelerator: the manifest's cell name, else the one IP of type tellme_top."""
     ip_dict = overlay.ip_dict
     if design.ip in ip_dict:
@@ -122,7 +122,7 @@ class PynqDevice:
 
     name = "pynq"
 
-    def __init__(self, folder: ModelFolder, design: Design, timeout_s: float | None = None):
+    def __init__(self, folder: ModelFolder, design: DesignManifest, timeout_s: float | None = None):
         try:
             import pynq
         except ImportError:

@@ -20,26 +20,32 @@ DEFAULT_ROPE_THETA = {"bitnet": 500000.0, "llama": 10000.0}
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything the reference model and the accelerator need to know about a checkpoint's shape."""
+    """The shape and semantics of a BitNet b1.58 decoder: what the reference model, the accelerator, the
+    synthetic checkpoints and the training code all size themselves by. Only the sizes are required;
+    num_key_value_heads defaults to MHA and head_dim to hidden_size / num_attention_heads."""
 
     vocab_size: int
     hidden_size: int
     intermediate_size: int
     num_hidden_layers: int
     num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    hidden_act: str
-    rms_norm_eps: float
-    rope_theta: float
-    max_position_embeddings: int
-    tie_word_embeddings: bool
-    bos_token_id: int | None
-    eos_token_id: int | None
-    source_model_type: str  # "bitnet" or "llama" (1bitLLM)
-    linear_class: str  # how the checkpoint stores its linears (see LINEAR_CLASSES)
+    num_key_value_heads: int = 0  # 0: as many as num_attention_heads (MHA)
+    head_dim: int = 0  # 0: hidden_size // num_attention_heads
+    hidden_act: str = "relu2"
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = DEFAULT_ROPE_THETA["bitnet"]
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = 1
+    eos_token_id: int | None = 2
+    source_model_type: str = "bitnet"  # "bitnet" or "llama" (1bitLLM)
+    linear_class: str = "bitlinear"  # how the checkpoint stores its linears (see LINEAR_CLASSES)
 
     def __post_init__(self) -> None:
+        if not self.num_key_value_heads:
+            object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
+        if not self.head_dim and self.num_attention_heads > 0:
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
         positive = (
             "vocab_size hidden_size intermediate_size num_hidden_layers num_attention_heads "
             "num_key_value_heads head_dim max_position_embeddings"
@@ -81,6 +87,20 @@ class ModelConfig:
             "up_proj": (i, h),
             "down_proj": (h, i),
         }
+
+    def linear_weights(self) -> int:
+        """Ternary weights in one decoder layer."""
+        return sum(n * k for n, k in self.linear_shapes().values())
+
+    def parameter_count(self) -> int:
+        """Every value: embedding, each layer's linears and norms, the final norm and an untied LM head."""
+        h = self.hidden_size
+        norms = 2 * h + self.q_size + self.intermediate_size
+        head = 0 if self.tie_word_embeddings else self.vocab_size * h
+        return self.vocab_size * h + self.num_hidden_layers * (self.linear_weights() + norms) + h + head
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,3 +189,26 @@ def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
         raise UserError(f"config.json lacks {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise UserError(f"config.json has a malformed value: {exc}") from None
+
+
+# Published shapes, for estimates and benches that need no weights (`tellme estimate --shape NAME`).
+SHAPES: dict[str, ModelConfig] = {
+    # 1bitLLM/bitnet_b1_58-large: llama-typed, MHA, silu, theta 1e4
+    "bitnet-0.73b": ModelConfig(
+        vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        hidden_act="silu", rms_norm_eps=1e-5, rope_theta=DEFAULT_ROPE_THETA["llama"], max_position_embeddings=2048,
+        source_model_type="llama", linear_class="latent",
+    ),
+    # microsoft/bitnet-b1.58-2B-4T: GQA 20/5, relu2, tied embeddings
+    "bitnet-2b-4t": ModelConfig(
+        vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30, num_attention_heads=20,
+        num_key_value_heads=5, head_dim=128, hidden_act="relu2", rms_norm_eps=1e-5, rope_theta=500000.0,
+        max_position_embeddings=4096, tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
+    ),
+}
+
+
+def named_shape(name: str) -> ModelConfig:
+    if name not in SHAPES:
+        raise UserError(f"unknown shape {name!r}: use one of {', '.join(SHAPES)}")
+    return SHAPES[name]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -29,8 +28,3 @@ def convert_checkpoint(src: Path, dst: Path, force: bool = False, quiet: bool = 
     )
     if not quiet:
         print(f"wrote {dst}", file=sys.stderr)
-
-
-def convert_command(args: argparse.Namespace) -> int:
-    convert_checkpoint(Path(args.src), Path(args.dst), force=args.force)
-    return 0

@@ -17,7 +17,17 @@ import numpy as np
 
 from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from .model_folder import ModelFolder
-from .packing import INDEX_BITS, ZERO_INDEX, G, padded_k, unpack_index_vectors
+from .packing import (
+    K_ALIGN,
+    ZERO_INDEX,
+    G,
+    T,
+    pack_vectors,
+    padded_k,
+    unpack_index_vectors,
+    unpack_vectors,
+    vector_bytes,
+)
 
 SCALE_SLOTS = 8  # s_w of the 7 projections, padded to 8 floats
 
@@ -30,13 +40,13 @@ def _ceil_div(a: int, b: int) -> int:
 class LineLayout:
     """How one weight matrix is cut into lines of Q index vectors of T indices (see hls/kernels/tlmm.h)."""
 
-    t: int = 28
+    t: int = T
     q: int = 8
     axi_width: int = 128
 
     @property
     def vector_bytes(self) -> int:
-        return _ceil_div(self.t * INDEX_BITS, 8)
+        return vector_bytes(self.t)
 
     @property
     def line_words(self) -> int:
@@ -54,26 +64,10 @@ class LineLayout:
         return n * self.cycles(k) * self.line_words
 
 
-def _pack_vectors(idx: np.ndarray, vector_bytes: int) -> np.ndarray:
-    """[..., T] indices -> [..., vector_bytes] uint8, index t at bits 5t..5t+4 (little-endian)."""
-    bits = (idx[..., None] >> np.arange(INDEX_BITS, dtype=np.uint8)) & 1
-    bits = bits.reshape(*idx.shape[:-1], idx.shape[-1] * INDEX_BITS)
-    pad = vector_bytes * 8 - bits.shape[-1]
-    bits = np.concatenate([bits, np.zeros((*bits.shape[:-1], pad), dtype=np.uint8)], axis=-1)
-    return np.packbits(bits, axis=-1, bitorder="little")
-
-
-def unpack_line_vectors(vectors: np.ndarray, t: int) -> np.ndarray:
-    """Inverse of the vector packing: [..., vector_bytes] -> [..., T] uint8 indices."""
-    bits = np.unpackbits(vectors, axis=-1, bitorder="little")[..., : t * INDEX_BITS]
-    bits = bits.reshape(*vectors.shape[:-1], t, INDEX_BITS)
-    return (bits << np.arange(INDEX_BITS, dtype=np.uint8)).sum(axis=-1, dtype=np.uint8)
-
-
 def tlmm_lines(packed: np.ndarray, k: int, layout: LineLayout) -> np.ndarray:
     """Stored TLMM form [N, Kp/84, 18] of a K-input matrix -> DDR lines uint8 [N, cycles, line_bytes]."""
     packed = np.asarray(packed, dtype=np.uint8)
-    if packed.ndim != 3 or packed.shape[1] * 84 != padded_k(k):
+    if packed.ndim != 3 or packed.shape[1] * K_ALIGN != padded_k(k):
         raise ValueError(f"stored TLMM weights of shape {packed.shape} do not hold K={k}")
     idx = unpack_index_vectors(packed)  # [N, Kp/3]
     n = idx.shape[0]
@@ -83,10 +77,18 @@ def tlmm_lines(packed: np.ndarray, k: int, layout: LineLayout) -> np.ndarray:
         raise ValueError(f"stored TLMM weights have non-zero groups beyond K={k}")
     lanes = np.full((n, cycles * layout.q * layout.t), ZERO_INDEX, dtype=np.uint8)
     lanes[:, :used] = idx[:, :used]
-    vectors = _pack_vectors(lanes.reshape(n, cycles, layout.q, layout.t), layout.vector_bytes)
+    vectors = pack_vectors(lanes.reshape(n, cycles, layout.q * layout.t), layout.t)
     lines = np.zeros((n, cycles, layout.line_bytes), dtype=np.uint8)
     lines[:, :, : layout.q * layout.vector_bytes] = vectors.reshape(n, cycles, layout.q * layout.vector_bytes)
     return lines
+
+
+def line_indices(lines: np.ndarray, layout: LineLayout) -> np.ndarray:
+    """Inverse of tlmm_lines up to the padding: lines [N, cycles, line_bytes] -> indices [N, cycles*Q*T]."""
+    lines = np.asarray(lines, dtype=np.uint8)
+    n, cycles, _ = lines.shape
+    vectors = lines[:, :, : layout.q * layout.vector_bytes].reshape(n, cycles * layout.q, layout.vector_bytes)
+    return unpack_vectors(vectors, layout.t)
 
 
 @dataclass(frozen=True)

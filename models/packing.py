@@ -14,7 +14,7 @@ G = 3  # activations (and weights) per lookup group
 T = 28  # indices per index vector
 K_ALIGN = G * T  # 84: the K padding unit
 INDEX_BITS = 5
-VECTOR_BYTES = (T * INDEX_BITS + 7) // 8  # 18 bytes hold the 140 bits
+VECTOR_BYTES = -(-T * INDEX_BITS // 8)  # 18 bytes hold the 140 bits
 ZERO_INDEX = 13  # index of the all-zero group (0, 0, 0)
 HF_VALUES_PER_BYTE = 4
 
@@ -50,32 +50,47 @@ def indices_to_ternary(idx: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(w[:, :k])
 
 
-_BIT_POSITIONS = np.arange(VECTOR_BYTES * 8)
+def vector_bytes(t: int = T) -> int:
+    """Bytes of one index vector of t indices (5t bits, rounded up to whole bytes)."""
+    return -(-t * INDEX_BITS // 8)
+
+
+def pack_vectors(idx: np.ndarray, t: int = T) -> np.ndarray:
+    """[..., n*t] uint8 indices -> [..., n, vector_bytes(t)] uint8: every t consecutive indices form one
+    little-endian vector, index j at bits 5j..5j+4, zero bits up to the whole byte. The one packer of
+    the project: the stored TLMM form (t=T) and the accelerator's DDR layouts both use it."""
+    idx = np.asarray(idx, dtype=np.uint8)
+    if idx.shape[-1] % t:
+        raise ValueError(f"group count {idx.shape[-1]} is not a multiple of t={t}")
+    vectors = idx.reshape(*idx.shape[:-1], idx.shape[-1] // t, t)
+    bits = (vectors[..., None] >> np.arange(INDEX_BITS, dtype=np.uint8)) & 1
+    bits = bits.reshape(*vectors.shape[:-1], t * INDEX_BITS)
+    pad = np.zeros((*bits.shape[:-1], vector_bytes(t) * 8 - t * INDEX_BITS), dtype=np.uint8)
+    return np.packbits(np.concatenate([bits, pad], axis=-1), axis=-1, bitorder="little")
+
+
+def unpack_vectors(packed: np.ndarray, t: int = T) -> np.ndarray:
+    """Inverse of pack_vectors: [..., n, vector_bytes(t)] uint8 -> [..., n*t] uint8 indices."""
+    packed = np.asarray(packed, dtype=np.uint8)
+    if packed.ndim < 2 or packed.shape[-1] != vector_bytes(t):
+        raise ValueError(f"expected [..., {vector_bytes(t)}] index vectors of t={t}, got shape {packed.shape}")
+    bits = np.unpackbits(packed, axis=-1, bitorder="little")[..., : t * INDEX_BITS]
+    bits = bits.reshape(*packed.shape[:-1], t, INDEX_BITS)
+    idx = (bits << np.arange(INDEX_BITS, dtype=np.uint8)).sum(axis=-1, dtype=np.uint8)
+    return idx.reshape(*packed.shape[:-2], packed.shape[-2] * t)
 
 
 def pack_index_vectors(idx: np.ndarray) -> np.ndarray:
-    """[N, n_groups] indices (n_groups a multiple of T) -> [N, n_groups/T, 18] uint8 vectors."""
-    idx = np.asarray(idx, dtype=np.uint8)
-    n, n_groups = idx.shape
-    if n_groups % T:
-        raise ValueError(f"group count {n_groups} is not a multiple of T={T}")
-    vectors = idx.reshape(n, n_groups // T, T)
-    bits = (vectors[..., :, None] >> np.arange(INDEX_BITS, dtype=np.uint8)) & 1  # [N, V, T, 5]
-    bits = bits.reshape(n, n_groups // T, T * INDEX_BITS)
-    pad = np.zeros((n, n_groups // T, VECTOR_BYTES * 8 - T * INDEX_BITS), dtype=np.uint8)
-    return np.packbits(np.concatenate([bits, pad], axis=-1), axis=-1, bitorder="little")
+    """[N, n_groups] indices (n_groups a multiple of T) -> [N, n_groups/T, 18] uint8: the stored form."""
+    return pack_vectors(idx, T)
 
 
 def unpack_index_vectors(packed: np.ndarray) -> np.ndarray:
     """Inverse of pack_index_vectors: [N, V, 18] uint8 -> [N, V*T] uint8 indices."""
     packed = np.asarray(packed, dtype=np.uint8)
-    if packed.ndim != 3 or packed.shape[2] != VECTOR_BYTES:
+    if packed.ndim != 3:
         raise ValueError(f"expected [N, V, {VECTOR_BYTES}] index vectors, got shape {packed.shape}")
-    n, v, _ = packed.shape
-    bits = np.unpackbits(packed, axis=-1, bitorder="little")[..., : T * INDEX_BITS]
-    bits = bits.reshape(n, v, T, INDEX_BITS).astype(np.uint8)
-    idx = (bits << np.arange(INDEX_BITS, dtype=np.uint8)).sum(axis=-1, dtype=np.uint8)
-    return idx.reshape(n, v * T)
+    return unpack_vectors(packed, T)
 
 
 def pack_tlmm(w: np.ndarray) -> np.ndarray:

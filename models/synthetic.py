@@ -4,12 +4,12 @@ that must not download anything. They load in transformers exactly like publishe
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
 
+from .config import ModelConfig
 from .packing import pack_hf_2bit
 from .quant import weight_quant
 
@@ -25,23 +25,13 @@ FLAVOURS: dict[str, tuple[str, dict | None]] = {
 }
 
 
-@dataclass
-class Shape:
-    vocab_size: int = 320
-    hidden_size: int = 120
-    intermediate_size: int = 200
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 128
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+# the default random model: hidden 120 and intermediate 200 are not multiples of 84; GQA 4:2
+TINY = ModelConfig(vocab_size=320, hidden_size=120, intermediate_size=200, num_hidden_layers=2,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
 
 
-def hf_config(flavour: str, shape: Shape) -> dict:
+def hf_config(flavour: str, shape: ModelConfig) -> dict:
+    """config.json of the flavour for the sizes of `shape` (its other fields come from the flavour)."""
     model_type, quant = FLAVOURS[flavour]
     llama = model_type == "llama"
     config = {
@@ -65,7 +55,6 @@ def hf_config(flavour: str, shape: Shape) -> dict:
     }
     if quant is not None:
         config["quantization_config"] = dict(quant)
-    config.update(shape.extra)
     return config
 
 
@@ -79,7 +68,7 @@ def _linear_tensors(name: str, latent: np.ndarray, flavour: str) -> dict[str, np
     return {name: pack_hf_2bit(wq), scale_name: np.array([1.0 / s_w], dtype=np.float32)}
 
 
-def random_tensors(flavour: str, shape: Shape, seed: int = 0) -> dict[str, np.ndarray]:
+def random_tensors(flavour: str, shape: ModelConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Tensors named as the flavour's checkpoints name them; logits spread enough to make argmax stable."""
     rng = np.random.default_rng(seed)
     model_type, _ = FLAVOURS[flavour]
@@ -147,12 +136,12 @@ def write_tokenizer(folder: Path, vocab_size: int) -> Path:
     return path
 
 
-def write_random_checkpoint(folder: Path, flavour: str = "bitlinear", shape: Shape | None = None,
+def write_random_checkpoint(folder: Path, flavour: str = "bitlinear", shape: ModelConfig | None = None,
                             seed: int = 0) -> Path:
     """Write config.json, model.safetensors and tokenizer.json for a random model of the given flavour."""
     if flavour not in FLAVOURS:
         raise ValueError(f"unknown flavour {flavour!r}; one of {sorted(FLAVOURS)}")
-    shape = shape or Shape()
+    shape = shape or TINY
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config(flavour, shape), indent=2))

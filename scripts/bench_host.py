@@ -25,17 +25,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_common import machine, save_json  # noqa: E402
 
 from tellme.host.session import Session  # noqa: E402
+from tellme.models.config import ModelConfig
 from tellme.models.convert import convert_checkpoint  # noqa: E402
-from tellme.models.synthetic import Shape, write_random_checkpoint  # noqa: E402
+from tellme.models.synthetic import TINY, write_random_checkpoint  # noqa: E402
 
 SHAPES = {
-    "tiny": Shape(),
+    "tiny": TINY,
     # the bundled default model's shape (scripts/train_default.py): vocab 2048, 6 layers of 256
-    "default-2048": Shape(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+    "default-2048": ModelConfig(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256),
 }
 # the host ends of 1bitLLM bitnet_b1_58-large (0.73B): its 32002 x 1536 LM head, one layer (--large)
-LARGE = Shape(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=1,
+LARGE = ModelConfig(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=1,
               num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=256)
 SAMPLING = {"greedy": {}, "sampled": {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "seed": 0}}
 PROMPT = "the table and the chair"
@@ -57,7 +58,7 @@ class NullDevice:
         pass
 
 
-def host_ms(model_dir: Path, shape: Shape, repeats: int) -> dict:
+def host_ms(model_dir: Path, shape: ModelConfig, repeats: int) -> dict:
     """Best-of-`repeats` milliseconds per decode step, split, for each sampling setting."""
     out = {}
     with Session(model_dir, device=NullDevice(shape.hidden_size, shape.max_position_embeddings)) as session:

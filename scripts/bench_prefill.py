@@ -20,16 +20,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import machine, save_json  # noqa: E402
 
-from tellme.hls.commands import configure  # noqa: E402
-from tellme.hls.csim_decoder import DecoderSim  # noqa: E402
+from tellme.hls.design import Design  # noqa: E402
 from tellme.host.backends import HostEnds  # noqa: E402
+from tellme.models.config import ModelConfig
 from tellme.models.convert import convert_checkpoint  # noqa: E402
 from tellme.models.errors import UserError  # noqa: E402
-from tellme.models.model_folder import open_model_folder  # noqa: E402
-from tellme.models.synthetic import Shape, write_random_checkpoint  # noqa: E402
+from tellme.models.synthetic import write_random_checkpoint  # noqa: E402
 
 PROMPTS = (64, 128)
-DEFAULT_SHAPE = Shape(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+DEFAULT_SHAPE = ModelConfig(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
 
 
@@ -59,15 +58,13 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path, label = model_dir(args.model, Path(tmp))
-        folder = open_model_folder(path)
-        config = configure(args.board, path, [])
-        sim = DecoderSim.build(folder, config)
-        ends = HostEnds(folder)
+        design = Design.for_model(path, args.board)
+        config, sim, ends = design.config, design.csim(), HostEnds(design.folder)
         results = {"machine": machine(), "model": label, "board": args.board,
                    "prefill_block": config.prefill_block, "attention_pes": config.attention_pes, "prompts": {}}
         sim.forward(ends.embed([1]), *sim.new_cache(), 0)  # load the weights once, outside the timings
         for n in PROMPTS:
-            if n > sim.spec.max_context:
+            if n > sim.max_context:
                 continue
             hidden = ends.embed(list(range(3, 3 + n)))
 

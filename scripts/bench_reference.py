@@ -15,15 +15,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_common import best_of, machine, save_json  # noqa: E402
 
+from tellme.models.config import ModelConfig
 from tellme.models.convert import convert_checkpoint  # noqa: E402
 from tellme.models.reference import ReferenceModel  # noqa: E402
-from tellme.models.synthetic import Shape, write_random_checkpoint  # noqa: E402
+from tellme.models.synthetic import write_random_checkpoint  # noqa: E402
 
 SHAPES = {
-    "tiny": Shape(vocab_size=320, hidden_size=120, intermediate_size=200, num_hidden_layers=2,
+    "tiny": ModelConfig(vocab_size=320, hidden_size=120, intermediate_size=200, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2),
     # one decoder layer of 1bitLLM bitnet_b1_58-large (0.73B): MHA, 16 heads of 96
-    "0.73B-one-layer": Shape(vocab_size=320, hidden_size=1536, intermediate_size=4096, num_hidden_layers=1,
+    "0.73B-one-layer": ModelConfig(vocab_size=320, hidden_size=1536, intermediate_size=4096, num_hidden_layers=1,
                              num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=256),
 }
 PROMPT = 16

@@ -18,8 +18,8 @@ import numpy as np
 from tellme.hls import toolchain
 from tellme.hls.boards import board_config
 from tellme.hls.csim import TlmmSim
-from tellme.hls.golden import reference
-from tellme.hls.layout import ddr_weights
+from tellme.hls.design import tlmm_reference
+from tellme.models.ddr_image import tlmm_lines
 from tellme.models.packing import pack_tlmm
 from tellme.models.quant import act_quant
 from tellme.models.tlmm import TlmmWeights, naive_matmul
@@ -37,10 +37,10 @@ def bench_shape(sim: TlmmSim, k: int, n: int, repeat: int, seed: int = 0) -> dic
     xq, s_x = act_quant(rng.standard_normal((1, k)).astype(np.float32))
     s_w = np.float32(1.7)
     packed = pack_tlmm(w)
-    lines = ddr_weights(packed, k, sim.config)
+    lines = tlmm_lines(packed, k, sim.config.layout)
     weights = TlmmWeights(packed, k)
 
-    _, y_ref = reference(packed, k, xq, s_x, s_w)
+    _, y_ref = tlmm_reference(packed, k, xq, s_x, s_w)
     y_sim = sim.run_lines(lines, k, xq, s_x, s_w)
     if not np.array_equal(y_sim.view(np.uint32), y_ref.view(np.uint32)):
         raise SystemExit(f"C-sim differs from numpy on K={k} N={n}")

@@ -15,19 +15,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN = REPO / "build" / "train" / "default"
-SHAPE_ARGS = [
-    "--vocab-size", "2048", "--hidden-size", "256", "--intermediate-size", "688",
-    "--num-hidden-layers", "6", "--num-attention-heads", "4", "--num-key-value-heads", "2",
-    "--max-position-embeddings", "256",
-]
 SETTING_ARGS = ["--batch-size", "16", "--seq-len", "256", "--lr", "2e-3", "--seed", "0"]
 
 
 def train(run: Path, minutes: float, corpus: Path) -> None:
-    """Run the Keras training with the default shape and settings."""
+    """Run the Keras training with the default shape (tellme.models.train.shape) and these settings."""
     from tellme.models.train.cli import main
 
-    main(["--corpus", str(corpus), "--out", str(run), "--minutes", str(minutes), *SHAPE_ARGS, *SETTING_ARGS])
+    main(["--corpus", str(corpus), "--out", str(run), "--minutes", str(minutes), *SETTING_ARGS])
 
 
 def finish(run: Path, dst: Path, corpus: Path) -> None:

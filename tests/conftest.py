@@ -12,10 +12,7 @@ os.environ.setdefault("TORCHDYNAMO_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tellme.models.convert import convert_checkpoint  # noqa: E402
-from tellme.models.synthetic import FLAVOURS, Shape, as_transformers_bitnet, write_random_checkpoint  # noqa: E402
-
-# hidden 120 and intermediate 200 are not multiples of 84; 4 query heads share 2 KV heads (GQA)
-TINY = Shape()
+from tellme.models.synthetic import FLAVOURS, TINY, as_transformers_bitnet, write_random_checkpoint  # noqa: E402
 
 
 class TinyModel:

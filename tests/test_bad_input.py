@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tellme.models.synthetic import Shape, write_random_checkpoint
+from tellme.models.synthetic import TINY, write_random_checkpoint
 
 CLI = [sys.executable, "-m", "tellme.host.cli"]
 
@@ -31,7 +31,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> s
 
 @pytest.fixture()
 def checkpoint(tmp_path) -> Path:
-    return write_random_checkpoint(tmp_path / "ckpt", "bitlinear", Shape(num_hidden_layers=2))
+    return write_random_checkpoint(tmp_path / "ckpt", "bitlinear", TINY.replace(num_hidden_layers=2))
 
 
 def edit_tensors(ckpt: Path, edit) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tellme.hls.bd import PLATFORMS, assign_ports, parse_interfaces
-from tellme.hls.boards import board_config
-from tellme.hls.fit import estimate_fit
+from tellme.hls.bd import assign_ports, parse_interfaces
+from tellme.hls.boards import BOARDS, board_config
+from tellme.hls.design import Design
 from tellme.hls.reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
 from tellme.host.cli import main
-from tellme.models.config import ModelConfig
+from tellme.models.config import SHAPES, ModelConfig
 
 REPORTS = Path(__file__).parent / "data" / "reports"
 TCLSH = shutil.which("tclsh")
@@ -142,26 +142,11 @@ source $script
 """
 
 
-def model_shape(**shape) -> ModelConfig:
-    base = dict(hidden_act="relu2", rms_norm_eps=1e-5, rope_theta=5e5, max_position_embeddings=4096,
-                bos_token_id=1, eos_token_id=2, source_model_type="bitnet", linear_class="bitlinear")
-    return ModelConfig(**{**base, **shape})
-
-
-# 1bitLLM bitnet_b1_58-large and microsoft bitnet-b1.58-2B-4T (models/FORMAT.md, "Size")
-SHAPE_073B = model_shape(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=24,
-                         num_attention_heads=16, num_key_value_heads=16, head_dim=96, tie_word_embeddings=False,
-                         source_model_type="llama", linear_class="latent", hidden_act="silu",
-                         max_position_embeddings=2048)
-SHAPE_2B = model_shape(vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
-                       num_attention_heads=20, num_key_value_heads=5, head_dim=128, tie_word_embeddings=True)
+SHAPE_073B, SHAPE_2B = SHAPES["bitnet-0.73b"], SHAPES["bitnet-2b-4t"]
 
 
 def shape_estimate(board: str, model: ModelConfig, overrides: list[str] | None = None):
-    sizes = model.linear_shapes().values()
-    config = board_config(board, overrides, max_k=max(k for _, k in sizes), max_n=max(n for n, _ in sizes))
-    context = min(config.max_context, model.max_position_embeddings)
-    return estimate_fit(config, model, context, "shape")
+    return Design.for_shape(model, board, overrides or []).fit()
 
 
 # --- fit estimates ---
@@ -235,7 +220,7 @@ def test_parse_interfaces_reads_the_top_function(tmp_path):
 
 
 def test_assign_ports_round_robin():
-    ports = PLATFORMS["kv260"].hp_ports
+    ports = BOARDS["kv260"].ps.hp_ports
     assert [p.name for p in ports] == ["S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP3_FPD", "S_AXI_HP2_FPD"]
     two = assign_ports(("gmem_w", "gmem_io"), ports)
     assert [(r.port.name, r.bundles) for r in two] == [("S_AXI_HP0_FPD", ("gmem_w",)), ("S_AXI_HP1_FPD", ("gmem_io",))]
@@ -293,7 +278,7 @@ def designs(bitlinear_model, tmp_path_factory) -> dict[str, Path]:
     """A dry-run design folder per board, for the tiny model."""
     root = tmp_path_factory.mktemp("designs")
     out = {}
-    for board in PLATFORMS:
+    for board in BOARDS:
         out[board] = root / board
         assert main(["build", "--board", board, "--model", str(bitlinear_model.model_dir), "--out", str(out[board]),
                      "--dry-run"]) == 0
@@ -377,24 +362,25 @@ def index(calls: list[list[str]], name: str, *args: str) -> int:
 
 
 @needs_tclsh
-@pytest.mark.parametrize("board", sorted(PLATFORMS))
+@pytest.mark.parametrize("board", sorted(BOARDS))
 def test_build_bd_tcl_under_stand_ins(board, designs, tmp_path):
     design = designs[board]
     manifest = json.loads((design / "manifest.json").read_text())
-    platform = PLATFORMS[board]
+    record = BOARDS[board]
+    platform = record.ps
     # the exported IP exists where the script looks for it
     ip = json.loads((design / "hls" / "config.json").read_text())
     calls = run_stub_tool("vivado", shutil.copytree(design, tmp_path / "d") / "vivado" / "build_bd.tcl", tmp_path)
     (create,) = called(calls, "create_project")
     assert create[-2:] == ["-part", manifest["part"]] == ["-part", ip["part"]]
     props = {c[0]: c[1] for c in called(calls, "set_property") if len(c) == 3 and c[2] == "prj"}
-    assert props["board_part"] == platform.board_part_glob.replace("*:", "tellme.test:").replace(":*", ":part0:9.9")
-    assert props.get("board_connections", "") == platform.board_connections
+    assert props["board_part"] == record.board_part_glob.replace("*:", "tellme.test:").replace(":*", ":part0:9.9")
+    assert props.get("board_connections", "") == record.board_connections
     assert props["ip_repo_paths"].endswith("/hls/tellme/solution1/impl/ip")
     cells = {c[-1]: c[-2] for c in called(calls, "create_bd_cell")}
-    assert cells["ps"] == platform.ps_ip and cells["tellme_top_0"] == "xilinx.com:hls:tellme_top:1.0"
+    assert cells["ps"] == platform.ip and cells["tellme_top_0"] == "xilinx.com:hls:tellme_top:1.0"
     (automation,) = called(calls, "apply_bd_automation")
-    assert automation[:2] == ["-rule", platform.ps_rule]
+    assert automation[:2] == ["-rule", platform.rule]
     ps_dict = next(c[1].split() for c in called(calls, "set_property") if c[0] == "-dict" and c[-1] == "ps")
     ps_config = dict(zip(ps_dict[::2], ps_dict[1::2], strict=True))
     assert float(ps_config[f"CONFIG.{platform.clock_key}"]) == manifest["clock_mhz"]
@@ -495,7 +481,7 @@ def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, mon
 # --- speed estimate ---
 
 def test_speed_estimate_counts_the_generated_loops():
-    from tellme.hls.perf import estimate_speed, matrix_cycles
+    from tellme.hls.perf import matrix_cycles
 
     config = board_config("kv260", [], max_k=4096, max_n=4096)  # Q=8, T=28, 128-bit: 9 words a line
     cycles = config.cycles(1536)
@@ -505,8 +491,8 @@ def test_speed_estimate_counts_the_generated_loops():
     assert compute == 3 * 8 + 4096 * 3 + 4096  # one table, lookups, stores
     block_load, block_compute = matrix_cycles(config, 4096, 1536, 4)
     assert block_load == load  # a weight tile serves every token of the block
-    short = estimate_speed(config, SHAPE_073B, 256)
-    long = estimate_speed(config, SHAPE_073B, 2048)
+    short = Design.for_shape(SHAPE_073B, "kv260", ["max_context=256"]).speed()
+    long = Design.for_shape(SHAPE_073B, "kv260", ["max_context=2048"]).speed()
     assert long.decode_tok_s < short.decode_tok_s  # attention grows with the context
     assert short.prefill_tok_s > short.decode_tok_s
     assert 0 < short.weight_load_share < 1

@@ -33,6 +33,24 @@ def test_sampling_is_reproducible_with_a_seed(bitlinear_model, flags):
     assert first == second
 
 
+def test_train_without_tensorflow_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from tellme.host.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as on an install without the train extra
+    code = main(["train", "--corpus", str(tmp_path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert err == "tellme: error: this command needs tensorflow: pip install 'tellme-hls[train]'"
+
+
+def test_commands_call_the_library_not_each_other():
+    """No part of the library fakes a command line to reach another part."""
+    root = Path(__file__).parents[1]
+    for package in ("hls", "host", "models"):
+        for path in (root / package).rglob("*.py"):
+            assert "argparse.Namespace(" not in path.read_text(), path
+
+
 def test_wheel_installs_only_the_tellme_namespace(tmp_path):
     # build from a copy: setuptools writes build/ beside the sources, and the checkout is not ours to litter
     source = tmp_path / "src"
@@ -51,5 +69,5 @@ def test_wheel_installs_only_the_tellme_namespace(tmp_path):
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
     help_text = subprocess.run([str(venv / "bin" / "tellme"), "--help"], capture_output=True, text=True,
                                check=True).stdout
-    for command in ("convert", "logits", "run", "hls"):
+    for command in ("convert", "train", "logits", "run", "hls", "build"):
         assert command in help_text

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from oracle_utils import assert_oracle_close, oracle_report
 
-from tellme.hls.commands import configure
-from tellme.hls.csim import run_testbench
-from tellme.hls.csim_decoder import DecoderSim
+from tellme.hls.csim import DecoderSim, run_testbench
+from tellme.hls.design import Design
 from tellme.host.backends import HostEnds, open_backend
 from tellme.host.cli import main
 from tellme.host.generate import GenerationStats, generate
@@ -32,8 +31,7 @@ def cache(tmp_path_factory):
 
 
 def build_sim(model_dir, cache) -> DecoderSim:
-    folder = open_model_folder(model_dir)
-    return DecoderSim.build(folder, configure("kv260", model_dir, []), cache_dir=cache)
+    return Design.for_model(model_dir, "kv260").csim(cache_dir=cache)
 
 
 def csim_logits(sim: DecoderSim, ends: HostEnds, tokens: list[int]) -> np.ndarray:
@@ -74,7 +72,7 @@ def test_decode_at_every_position_up_to_the_context(bitlinear_model, cache):
     folder = open_model_folder(bitlinear_model.model_dir)
     sim = build_sim(bitlinear_model.model_dir, cache)
     ends = HostEnds(folder)
-    context = sim.spec.max_context
+    context = sim.max_context
     assert context == folder.config.max_position_embeddings == 128
     tokens = np.random.default_rng(9).integers(3, folder.config.vocab_size, context).tolist()
     k_cache, v_cache = sim.new_cache()
@@ -129,6 +127,20 @@ def test_cli_run_csim_streams_the_same_tokens_as_reference(bitlinear_model):
         )
         outputs[backend] = result.stdout
         assert f"[{backend}]" in result.stderr and "decode" in result.stderr
+    assert outputs["csim"] == outputs["reference"]
+
+
+def test_reference_backend_predicts_the_accelerator_on_the_bundled_model():
+    """Both store the KV cache as fp16, so the bundled model's greedy text is the same on both."""
+    outputs = {}
+    for backend in ("reference", "csim"):
+        result = subprocess.run(
+            [*CLI, "run", "--backend", backend, "--prompt", "And it came to pass", "--max-new-tokens", "24",
+             "--temperature", "0"],
+            capture_output=True, text=True, timeout=300, check=True,
+        )
+        outputs[backend] = result.stdout
+    assert len(outputs["reference"]) > len("And it came to pass") + 24
     assert outputs["csim"] == outputs["reference"]
 
 

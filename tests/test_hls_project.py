@@ -15,11 +15,12 @@ from tellme.hls import project as project_module
 from tellme.hls.boards import BOARDS, board_config
 from tellme.hls.config import AP_INT_MAX_W, AcceleratorConfig, apply_overrides
 from tellme.hls.csim import TlmmSim, run_testbench
-from tellme.hls.model_layer import read_layer, read_sizes
+from tellme.hls.design import Design, model_sizes
 from tellme.host.cli import main
+from tellme.models.config import ModelConfig
 from tellme.models.convert import convert_checkpoint
 from tellme.models.errors import UserError
-from tellme.models.synthetic import Shape, write_random_checkpoint
+from tellme.models.synthetic import write_random_checkpoint
 
 SIZES = dict(hidden_size=100, intermediate_size=130, num_attention_heads=2, num_key_value_heads=1, head_dim=50)
 PROJS = {"q_proj": (100, 100), "k_proj": (50, 100), "v_proj": (50, 100), "o_proj": (100, 100),
@@ -30,7 +31,7 @@ PROJS = {"q_proj": (100, 100), "k_proj": (50, 100), "v_proj": (50, 100), "o_proj
 def model_dir(tmp_path_factory) -> Path:
     """A converted one-layer model (sizes SIZES: no dimension a multiple of 84, GQA 2:1)."""
     root = tmp_path_factory.mktemp("models")
-    shape = Shape(vocab_size=300, hidden_size=SIZES["hidden_size"], intermediate_size=SIZES["intermediate_size"],
+    shape = ModelConfig(vocab_size=300, hidden_size=SIZES["hidden_size"], intermediate_size=SIZES["intermediate_size"],
                   num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64)
     checkpoint = write_random_checkpoint(root / "hf", "online", shape, seed=7)
     convert_checkpoint(checkpoint, root / "tiny", quiet=True)
@@ -54,7 +55,7 @@ def test_project_files(project):
     assert names == {
         "README.md", "config.json", "run_hls.tcl", "src/config.h", "src/tlmm.h", "src/top.cpp",
         "src/tlmm_top.cpp", "src/decoder.h", "src/elementwise.h", "src/attention.h", "src/fp16.h",
-        "tb/tb_tlmm.cpp", "tb/tb_decoder.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp", "tb/csim_decoder.cpp",
+        "tb/tb_tlmm.cpp", "tb/tb_decoder.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp",
         "tb/data/tlmm/weights.bin", "tb/data/tlmm/x.bin", "tb/data/tlmm/s_x.bin", "tb/data/tlmm/s_w.bin",
         "tb/data/tlmm/y.bin", "tb/data/decoder/weights.bin", "tb/data/decoder/params.bin",
         "tb/data/decoder/hidden_in.bin", "tb/data/decoder/hidden_out.bin",
@@ -68,14 +69,15 @@ def test_project_files(project):
 
 
 def test_golden_vectors_come_from_the_model(project, model_dir):
-    layer = read_layer(model_dir, 0, "gate_proj")
+    folder = Design.for_model(model_dir).folder
+    packed, scale = folder.tensor("layers.0.gate_proj.tlmm"), folder.tensor("layers.0.gate_proj.scale")[0]
+    n, k = PROJS["gate_proj"]
     sim = TlmmSim.from_project(project)
-    x = np.fromfile(project / "tb" / "data" / "tlmm" / "x.bin", dtype=np.int8).reshape(2, layer.k)
+    x = np.fromfile(project / "tb" / "data" / "tlmm" / "x.bin", dtype=np.int8).reshape(2, k)
     s_x = np.fromfile(project / "tb" / "data" / "tlmm" / "s_x.bin", dtype=np.float32)
-    y = np.fromfile(project / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32).reshape(2, layer.n)
-    assert np.fromfile(project / "tb" / "data" / "tlmm" / "s_w.bin", dtype=np.float32)[0] == layer.scale
-    np.testing.assert_array_equal(sim.matmul(layer.packed, layer.k, x, s_x, layer.scale).view(np.uint32),
-                                  y.view(np.uint32))
+    y = np.fromfile(project / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32).reshape(2, n)
+    assert np.fromfile(project / "tb" / "data" / "tlmm" / "s_w.bin", dtype=np.float32)[0] == scale
+    np.testing.assert_array_equal(sim.matmul(packed, k, x, s_x, scale).view(np.uint32), y.view(np.uint32))
 
 
 def test_testbench_passes_with_plain_gpp(project, cache):
@@ -247,13 +249,11 @@ def test_not_a_model_folder(tmp_path, capsys):
 
 
 def test_model_sizes(model_dir):
-    sizes = read_sizes(model_dir)
-    assert (sizes.max_k, sizes.max_n) == (130, 130)
-    assert sizes.linear_shape("down_proj") == (100, 130)
-    with pytest.raises(UserError, match="unknown projection"):
-        read_layer(model_dir, 0, "x_proj")
+    design = Design.for_model(model_dir)
+    assert model_sizes(design.model) == (130, 130)
+    assert design.model.linear_shapes() == PROJS
     with pytest.raises(UserError, match="lacks"):
-        read_layer(model_dir, 3, "gate_proj")
+        design.folder.tensor("layers.3.gate_proj.tlmm")
 
 
 def test_config_round_trip_and_validation():

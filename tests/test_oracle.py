@@ -60,13 +60,19 @@ def test_prefill_then_decode_equals_one_pass(bitlinear_model):
 
 
 def test_cli_convert_then_logits_reproduces_transformers(tmp_path, bitlinear_model):
-    """The acceptance path, through the installed console script."""
+    """The acceptance path, through the installed console script: with --kv-cache float32 transformers'
+    numerics; by default the accelerator's fp16 KV cache, exactly as the reference model stores it."""
     tokens = prompt_tokens(64, 320)
-    out_dir, out = tmp_path / "converted", tmp_path / "logits.npy"
+    out_dir = tmp_path / "converted"
     tellme = [sys.executable, "-m", "tellme.host.cli"]
     subprocess.run([*tellme, "convert", str(bitlinear_model.checkpoint), str(out_dir)], check=True)
-    subprocess.run([*tellme, "logits", "--model", str(out_dir), "--backend", "reference",
-                    "--tokens", ",".join(map(str, tokens)), "--out", str(out)], check=True)
-    logits = np.load(out)
-    assert logits.dtype == np.float32 and logits.shape == (64, 320)
-    assert_oracle_close(logits, hf_logits(bitlinear_model.checkpoint, tokens))
+    logits = {}
+    for kv in ("float32", "float16"):
+        out = tmp_path / f"logits-{kv}.npy"
+        subprocess.run([*tellme, "logits", "--model", str(out_dir), "--backend", "reference", "--kv-cache", kv,
+                        "--tokens", ",".join(map(str, tokens)), "--out", str(out)], check=True)
+        logits[kv] = np.load(out)
+        assert logits[kv].dtype == np.float32 and logits[kv].shape == (64, 320)
+    assert_oracle_close(logits["float32"], hf_logits(bitlinear_model.checkpoint, tokens))
+    fp16 = ReferenceModel.load(out_dir, kv_dtype=np.float16).logits(tokens)
+    np.testing.assert_array_equal(logits["float16"], fp16)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tellme.hls.commands import configure
-from tellme.hls.csim_decoder import DecoderSim
+from tellme.hls.csim import DecoderSim
+from tellme.hls.design import Design
 from tellme.host.backends import HostEnds
 from tellme.models.model_folder import open_model_folder
 
@@ -18,19 +18,17 @@ BLOCK = 8
 @pytest.fixture(scope="module")
 def sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
     overrides = [f"attention_pes={N_PE}", f"prefill_block={BLOCK}"]
-    folder = open_model_folder(bitlinear_model.model_dir)
-    config = configure("kv260", bitlinear_model.model_dir, overrides)
-    return DecoderSim.build(folder, config, cache_dir=tmp_path_factory.mktemp("prefill-cache"))
+    design = Design.for_model(bitlinear_model.model_dir, "kv260", overrides)
+    return design.csim(cache_dir=tmp_path_factory.mktemp("prefill-cache"))
 
 
 @pytest.fixture(scope="module")
 def tiled_sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
     """A weight buffer of 3 lines: every matrix streams through in many tiles of 3 rows."""
     overrides = [f"attention_pes={N_PE}", f"prefill_block={BLOCK}", "tlmm.weight_buffer_depth=3"]
-    folder = open_model_folder(bitlinear_model.model_dir)
-    config = configure("kv260", bitlinear_model.model_dir, overrides)
-    assert config.tile_rows == 3
-    return DecoderSim.build(folder, config, cache_dir=tmp_path_factory.mktemp("prefill-tiled-cache"))
+    design = Design.for_model(bitlinear_model.model_dir, "kv260", overrides)
+    assert design.config.tile_rows == 3
+    return design.csim(cache_dir=tmp_path_factory.mktemp("prefill-tiled-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from tellme.hls.config import AcceleratorConfig
-from tellme.hls.csim_decoder import DecoderSim
+from tellme.hls.csim import DecoderSim
+from tellme.hls.design import Design
 from tellme.host.cli import main
 from tellme.host.design_manifest import read_design
 from tellme.host.pynq_device import AP_DONE, AP_IDLE, AP_START, CTRL, POINTERS, DeviceError
@@ -165,18 +166,18 @@ class FakeBoard:
 
     def kernel(self, argument) -> int:
         """One tellme_top call, exactly on what the registers point at; returns ap_return."""
-        sim, c = self.sim, self.sim.spec.config
+        sim, c = self.sim, self.sim.design.model
         n, pos = argument("n"), argument("pos")
         image = sim.image
         weights = self.view(argument("weights"), image.weights.nbytes, np.uint8)
         params = self.view(argument("params"), image.params.nbytes, np.float32)
-        cache_bytes = c.num_hidden_layers * sim.spec.max_context * c.kv_size * 2
+        cache_bytes = c.num_hidden_layers * sim.max_context * c.kv_size * 2
         k_cache = self.view(argument("k_cache"), cache_bytes, np.uint16)
         v_cache = self.view(argument("v_cache"), cache_bytes, np.uint16)
         rows = max(n, 1) * c.hidden_size * 4
         hidden_in = self.view(argument("hidden_in"), rows, np.float32)
         hidden_out = self.view(argument("hidden_out"), rows, np.float32)
-        top = DecoderSim(Path(sim.library), sim.spec, DdrImage(weights.copy(), params, image.offsets, image.layout))
+        top = DecoderSim(sim.library, sim.design, DdrImage(weights.copy(), params, image.offsets, image.layout))
         return top.call(params, k_cache, v_cache, hidden_in, hidden_out, n, pos)  # weights as in DDR now
 
     def module(self, clock_mhz: float) -> types.ModuleType:
@@ -217,7 +218,7 @@ def design(bitlinear_model, tmp_path_factory) -> Path:
 def sim(bitlinear_model, design) -> DecoderSim:
     manifest = json.loads((design / "manifest.json").read_text())
     config = AcceleratorConfig.from_dict(manifest["accelerator"])
-    return DecoderSim.build(open_model_folder(bitlinear_model.model_dir), config)
+    return Design.for_model(bitlinear_model.model_dir, config=config).csim()
 
 
 def fake_pynq(monkeypatch, sim, design, **options) -> FakeBoard:

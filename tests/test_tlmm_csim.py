@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from tellme.hls import toolchain
 from tellme.hls.boards import board_config
 from tellme.hls.csim import TlmmSim
-from tellme.hls.golden import reference
-from tellme.hls.layout import ddr_indices, ddr_weights
+from tellme.hls.design import tlmm_reference as reference
+from tellme.models.ddr_image import line_indices, tlmm_lines
 from tellme.models.errors import UserError
 from tellme.models.packing import pack_tlmm, unpack_index_vectors
 from tellme.models.quant import act_quant, weight_quant
@@ -124,9 +124,9 @@ def test_refuses_shapes_beyond_the_buffers(sim):
 
 def test_cache_reuses_the_library(sims, cache, capsys):
     again = TlmmSim.build(board_config("kv260", CONFIGS["full"]), cache_dir=cache)
-    assert again.library == sims["full"].library
+    assert again.library.path == sims["full"].library.path
     assert "compiling" not in capsys.readouterr().err
-    assert sims["half"].library != sims["full"].library
+    assert sims["half"].library.path != sims["full"].library.path
 
 
 def test_missing_compiler_is_a_user_error(monkeypatch, tmp_path):
@@ -159,7 +159,7 @@ def test_default_layout_keeps_the_stored_vectors():
     k, n = 1000, 5
     w = np.random.default_rng(1).integers(-1, 2, (n, k))
     packed = pack_tlmm(w)  # [n, 12, 18]
-    lines = ddr_weights(packed, k, config)
+    lines = tlmm_lines(packed, k, config.layout)
     assert lines.shape == (n, 2, 144) and config.line_bytes == 144
     vectors = lines.reshape(n, 2 * 8, 18)
     np.testing.assert_array_equal(vectors[:, :12], packed)
@@ -171,10 +171,10 @@ def test_default_layout_keeps_the_stored_vectors():
 def test_layout_round_trip(sets, k):
     config = board_config("kv260", sets)
     w = np.random.default_rng(k).integers(-1, 2, (6, k))
-    lines = ddr_weights(pack_tlmm(w), k, config)
+    lines = tlmm_lines(pack_tlmm(w), k, config.layout)
     assert lines.shape == (6, config.cycles(k), config.line_bytes)
     assert config.line_bytes % (config.axi_width // 8) == 0
-    idx = ddr_indices(lines, config).astype(np.int32)
+    idx = line_indices(lines, config.layout).astype(np.int32)
     digits = np.stack([idx // 9, (idx // 3) % 3, idx % 3], axis=-1) - 1
     ternary = digits.reshape(6, -1)
     np.testing.assert_array_equal(ternary[:, :k], w)
@@ -184,6 +184,6 @@ def test_layout_round_trip(sets, k):
 def test_layout_rejects_a_wrong_k():
     packed = pack_tlmm(np.ones((2, 90), dtype=np.int8))
     with pytest.raises(ValueError, match="K=80"):
-        ddr_weights(packed, 80, board_config("kv260"))
+        tlmm_lines(packed, 80, board_config("kv260").layout)
     with pytest.raises(ValueError, match="beyond K=200"):
-        ddr_weights(pack_tlmm(np.ones((2, 250), dtype=np.int8)), 200, board_config("kv260"))
+        tlmm_lines(pack_tlmm(np.ones((2, 250), dtype=np.int8)), 200, board_config("kv260").layout)

@@ -48,15 +48,15 @@ def corpus(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def trained(tf_env, corpus, tmp_path_factory):
     """A tiny model trained for 40 steps, its loss history, progress text and exported checkpoint."""
+    from tellme.models.config import ModelConfig
     from tellme.models.train.data import WindowSampler, load_split, train_tokenizer
     from tellme.models.train.export import export_checkpoint
     from tellme.models.train.loop import TrainSettings, train
     from tellme.models.train.model import BitNetLM
     from tellme.models.train.progress import Progress
-    from tellme.models.train.shape import ModelShape
 
     tokenizer = train_tokenizer((corpus / "train.txt").read_text().splitlines(keepends=True), 300)
-    shape = ModelShape(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+    shape = ModelConfig(vocab_size=300, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
     model = BitNetLM(shape)
     settings = TrainSettings(batch_size=8, seq_len=32, peak_lr=3e-3, warmup_steps=5, max_steps=40,
@@ -109,14 +109,14 @@ def test_a_few_steps_lower_the_loss_and_print_progress(trained):
 
 
 def test_training_stops_at_its_time_budget(tf_env, corpus):
+    from tellme.models.config import ModelConfig
     from tellme.models.train.data import WindowSampler, load_split, train_tokenizer
     from tellme.models.train.loop import TrainSettings, train
     from tellme.models.train.model import BitNetLM
     from tellme.models.train.progress import Progress
-    from tellme.models.train.shape import ModelShape
 
     tokenizer = train_tokenizer(VERSES, 280)
-    shape = ModelShape(vocab_size=280, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+    shape = ModelConfig(vocab_size=280, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
     settings = TrainSettings(batch_size=2, seq_len=16, max_steps=10_000, minutes=0.05)
     sampler = WindowSampler(load_split(tokenizer, corpus / "val.txt"), settings.seq_len)

@@ -15,24 +15,34 @@
 
 #include "fp16.h"
 
-#ifndef TELLME_PRAGMA
-#define TELLME_PRAGMA_STRING(x) _Pragma(#x)
-#define TELLME_PRAGMA(x) TELLME_PRAGMA_STRING(x)
-#endif
-#ifndef TELLME_KV_PER_BEAT
-#define TELLME_KV_PER_BEAT 8  // fp16 values per 128-bit AXI beat
-#endif
-
 namespace tellme {
 
+// Every attention parameter; a design's attention_config derives from this and overrides what differs.
+struct attention_defaults {
+    static const unsigned head_dim = 64;
+    static const unsigned max_heads = 16;  // query heads
+    static const unsigned max_kv_heads = 16;
+    static const unsigned pes = 1;  // query PEs sharing one K/V stream (prefill); decode uses one
+    static const unsigned kv_per_beat = 8;  // fp16 values per AXI beat of the K/V ports
+    static const unsigned max_context = 1024;  // positions of the KV cache (loop trip counts)
+};
+
+// The same attention with one query PE: decode.
+template <class CONFIG_T> struct single_pe : CONFIG_T {
+    static const unsigned pes = 1;
+};
+
 // Append one token's K and V (float) at position pos, rounded to fp16 as numpy.float16 does.
-template <unsigned HEAD_DIM>
+template <class CONFIG_T>
 void kv_append(const float *k, const float *v, unsigned kv_heads, unsigned pos, uint16_t *k_cache,
                uint16_t *v_cache) {
-    const unsigned row = kv_heads * HEAD_DIM;
+    const unsigned row = kv_heads * CONFIG_T::head_dim;
+    const unsigned max_row = CONFIG_T::max_kv_heads * CONFIG_T::head_dim;  // pragma value
+    (void)max_row;
 kv_append_loop:
     for (unsigned i = 0; i < row; i++) {
 #pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_row
         k_cache[pos * row + i] = float_to_half(k[i]);
         v_cache[pos * row + i] = float_to_half(v[i]);
     }
@@ -47,10 +57,14 @@ kv_append_loop:
 // After a block, the next (earlier) one needs PES fewer rows: the tail of the stream is evicted.
 // Every PE runs the online softmax with block size 1 (one K/V row per update), so each query's
 // arithmetic, in order, is exactly that of a decode step at its position.
-template <unsigned HEAD_DIM, unsigned MAX_HEADS, unsigned PES>
+template <class CONFIG_T>
 void attention_block(const float *q, unsigned q_stride, unsigned b, unsigned first, unsigned heads,
                      unsigned kv_heads, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
                      unsigned out_stride) {
+    const unsigned HEAD_DIM = CONFIG_T::head_dim, MAX_HEADS = CONFIG_T::max_heads, PES = CONFIG_T::pes;
+    const unsigned max_context = CONFIG_T::max_context, kv_per_beat = CONFIG_T::kv_per_beat;  // pragma values
+    (void)max_context;
+    (void)kv_per_beat;
     const float scale = (float)(1.0 / std::sqrt((double)HEAD_DIM));  // as numpy: float32(d**-0.5)
     const unsigned group = heads / kv_heads;
     const unsigned row = kv_heads * HEAD_DIM;
@@ -73,7 +87,7 @@ query_blocks:
         }
     kv_stream:
         for (unsigned t = 0; t <= last; t++) {
-#pragma HLS LOOP_TRIPCOUNT max = 1024
+#pragma HLS LOOP_TRIPCOUNT max = max_context
             // the position's K and V rows of every KV head, fetched once for all PEs and query heads;
             // KV_PER_BEAT fp16 values per cycle fill a 128-bit (or wider) AXI beat
             float k_rows[MAX_HEADS][HEAD_DIM], v_rows[MAX_HEADS][HEAD_DIM];
@@ -82,7 +96,7 @@ query_blocks:
         load_rows:
             for (unsigned i = 0; i < row; i++) {
 #pragma HLS PIPELINE II = 1
-                TELLME_PRAGMA(HLS UNROLL factor = TELLME_KV_PER_BEAT)
+#pragma HLS UNROLL factor = kv_per_beat
                 k_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(k_cache[t * row + i]);
                 v_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(v_cache[t * row + i]);
             }
@@ -128,11 +142,11 @@ query_blocks:
 }
 
 // Decode: one query at position length - 1 against the cache rows 0 .. length - 1 (a block of one).
-template <unsigned HEAD_DIM, unsigned MAX_HEADS>
+template <class CONFIG_T>
 void decode_attention(const float *q, unsigned heads, unsigned kv_heads, unsigned length, const uint16_t *k_cache,
                       const uint16_t *v_cache, float *out) {
-    attention_block<HEAD_DIM, MAX_HEADS, 1>(q, heads * HEAD_DIM, 1, length - 1, heads, kv_heads, k_cache, v_cache,
-                                            out, heads * HEAD_DIM);
+    const unsigned stride = heads * CONFIG_T::head_dim;
+    attention_block<single_pe<CONFIG_T> >(q, stride, 1, length - 1, heads, kv_heads, k_cache, v_cache, out, stride);
 }
 
 }  // namespace tellme

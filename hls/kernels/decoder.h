@@ -15,8 +15,9 @@
 // then hidden_out = rmsnorm(h, norm). A token's arithmetic does not depend on the block it is in, so
 // a prefill of n tokens computes exactly what n decode calls compute.
 //
-// MODEL_T (generated into config.h) gives the shape and the DDR image offsets, built by
-// tellme.models.ddr_image: weights in AXI words, params in floats. KV cache per layer:
+// MODEL_T (generated into config.h as model_config) gives the shape, the DDR image offsets built by
+// tellme.models.ddr_image (weights in AXI words, params in floats) and, as nested types, the configs of
+// the element-wise unit (MODEL_T::elementwise) and of attention (MODEL_T::attention). KV cache per layer:
 // cache[layer][position][kv_head][head_dim], fp16 bit patterns, k_cache and v_cache on separate ports.
 #ifndef TELLME_DECODER_H
 #define TELLME_DECODER_H
@@ -26,13 +27,6 @@
 #include "attention.h"
 #include "elementwise.h"
 #include "tlmm.h"
-
-#ifndef TELLME_CHUNK
-#define TELLME_CHUNK 84
-#endif
-#ifndef TELLME_HEAD_DIM
-#define TELLME_HEAD_DIM 64
-#endif
 
 namespace tellme {
 
@@ -45,7 +39,9 @@ void block_norm_quant(const float *x, unsigned x_stride, const float *weight, un
     static float normed[MODEL_T::max_dim];
 norm_tokens:
     for (unsigned t = 0; t < b; t++) {
-        rmsnorm_quant<MODEL_T::max_dim>(x + t * x_stride, weight, MODEL_T::eps, dim, normed, xq[t], s_x[t]);
+#pragma HLS LOOP_TRIPCOUNT max = B
+        rmsnorm_quant<typename MODEL_T::elementwise>(x + t * x_stride, weight, MODEL_T::eps, dim, normed, xq[t],
+                                                     s_x[t]);
     }
 }
 
@@ -53,18 +49,21 @@ template <class MODEL_T, class TLMM_T>
 int decoder_forward(const typename tlmm_types<TLMM_T>::word_t *weights, const float *params, uint16_t *k_cache,
                     uint16_t *v_cache, const float *hidden_in, float *hidden_out, unsigned n, unsigned pos) {
     typedef MODEL_T M;
+    typedef typename M::elementwise EW;
+    typedef typename M::attention ATT;
     const unsigned B = TLMM_T::max_block;
+    const unsigned chunk = TLMM_T::G * TLMM_T::T, head_dim = M::head_dim;
     if (n == 0 || pos >= M::max_context || n > M::max_context - pos) return DECODER_BAD_RANGE;
 
     static float h[B][M::hidden], y[B][M::hidden];
     static float q[B][M::q_size], k[B][M::kv_size], v[B][M::kv_size], att[B][M::q_size];
     // attention reads a head's head_dim query values for every PE in one cycle
 #pragma HLS ARRAY_PARTITION variable = q dim = 1 complete
-    TELLME_PRAGMA(HLS ARRAY_PARTITION variable=q cyclic factor=TELLME_HEAD_DIM dim=2)
+#pragma HLS ARRAY_PARTITION variable = q cyclic factor = head_dim dim = 2
     static float gate[B][M::intermediate], up[B][M::intermediate];
     static int8_t xq[B][M::max_dim];
     // the TLMM reads one index vector's worth of activations (G*T bytes) per cycle
-    TELLME_PRAGMA(HLS ARRAY_RESHAPE variable=xq cyclic factor=TELLME_CHUNK dim=2)
+#pragma HLS ARRAY_RESHAPE variable = xq cyclic factor = chunk dim = 2
     static float s_x[B];
     const unsigned layer_cache = M::max_context * M::kv_size;
     const unsigned max_blocks = (M::max_context + B - 1) / B;
@@ -101,17 +100,16 @@ BLOCKS:
             for (unsigned t = 0; t < b; t++) {
                 const float *cos_row = params + M::p_rope_cos + (first + t) * M::head_dim;
                 const float *sin_row = params + M::p_rope_sin + (first + t) * M::head_dim;
-                rope<M::head_dim>(q[t], M::heads, cos_row, sin_row);
-                rope<M::head_dim>(k[t], M::kv_heads, cos_row, sin_row);
-                kv_append<M::head_dim>(k[t], v[t], M::kv_heads, first + t, kc, vc);
+                rope<EW>(q[t], M::heads, cos_row, sin_row);
+                rope<EW>(k[t], M::kv_heads, cos_row, sin_row);
+                kv_append<ATT>(k[t], v[t], M::kv_heads, first + t, kc, vc);
             }
-            attention_block<M::head_dim, M::heads, ATTENTION_PES>(q[0], M::q_size, b, first, M::heads, M::kv_heads,
-                                                                  kc, vc, att[0], M::q_size);
+            attention_block<ATT>(q[0], M::q_size, b, first, M::heads, M::kv_heads, kc, vc, att[0], M::q_size);
             block_norm_quant<M, B>(att[0], M::q_size, lp + M::p_attn_sub_norm, M::q_size, b, xq, s_x);
             tlmm_block<TLMM_T>(lw + M::w_o_proj, xq[0], M::max_dim, s_x, s_w[3], y[0], M::hidden, M::q_size,
                                M::hidden, b);
         RESIDUAL_ATTN:
-            for (unsigned t = 0; t < b; t++) residual_add<M::hidden>(h[t], y[t], M::hidden);
+            for (unsigned t = 0; t < b; t++) residual_add<EW>(h[t], y[t], M::hidden);
 
             // feed-forward
             block_norm_quant<M, B>(h[0], M::hidden, lp + M::p_post_attention_layernorm, M::hidden, b, xq, s_x);
@@ -121,17 +119,17 @@ BLOCKS:
                                M::hidden, M::intermediate, b);
         GATE_UP:
             for (unsigned t = 0; t < b; t++) {
-                gate_up<M::intermediate>(gate[t], up[t], M::act, M::intermediate, gate[t]);  // in place
+                gate_up<EW>(gate[t], up[t], M::act, M::intermediate, gate[t]);  // in place
             }
             block_norm_quant<M, B>(gate[0], M::intermediate, lp + M::p_ffn_sub_norm, M::intermediate, b, xq, s_x);
             tlmm_block<TLMM_T>(lw + M::w_down_proj, xq[0], M::max_dim, s_x, s_w[6], y[0], M::hidden,
                                M::intermediate, M::hidden, b);
         RESIDUAL_MLP:
-            for (unsigned t = 0; t < b; t++) residual_add<M::hidden>(h[t], y[t], M::hidden);
+            for (unsigned t = 0; t < b; t++) residual_add<EW>(h[t], y[t], M::hidden);
         }
     FINAL_NORM:
         for (unsigned t = 0; t < b; t++) {
-            rmsnorm<M::hidden>(h[t], params + M::p_final_norm, M::eps, M::hidden, hidden_out + (t0 + t) * M::hidden);
+            rmsnorm<EW>(h[t], params + M::p_final_norm, M::eps, M::hidden, hidden_out + (t0 + t) * M::hidden);
         }
     }
     return DECODER_OK;

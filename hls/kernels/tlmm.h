@@ -24,9 +24,8 @@
 //   tlmm_compute                                     a block of tokens: each weight tile loaded once
 //   tlmm_layer / tlmm_block                          one token from DDR / a block of tokens on chip
 // Tiles are loaded, then computed (no load/compute overlap yet).
-// CONFIG_T is a struct of static constants written by the generator (see config.h):
-//   G, T, Q, half_table, axi_width, vector_bytes, line_words, max_k, max_n, max_cycles,
-//   wbuf_depth, tile_rows, max_block (tokens per prefill block).
+// CONFIG_T is a struct of static constants: tlmm_defaults below, which a design's generated config.h
+// derives from and overrides (as hls4ml's layer configs derive from their defaults).
 #ifndef TELLME_TLMM_H
 #define TELLME_TLMM_H
 
@@ -34,7 +33,9 @@
 
 #include "ap_int.h"
 
-// Pragmas whose arguments come from config.h macros: _Pragma after macro expansion.
+// A pragma whose argument is a keyword cannot take a C++ constant, so the weight banks' memory type is
+// the one macro: config.h defines TELLME_WEIGHT_STORAGE (uram or bram) from the design's parameters.
+// Without config.h it is tlmm_defaults' choice, uram, stated here.
 #define TELLME_PRAGMA_STRING(x) _Pragma(#x)
 #define TELLME_PRAGMA(x) TELLME_PRAGMA_STRING(x)
 #ifndef TELLME_WEIGHT_STORAGE
@@ -42,6 +43,24 @@
 #endif
 
 namespace tellme {
+
+// Every TLMM parameter, at TeLLMe's KV260 choices (full table, T=28) with Q=8 and 128-bit AXI words,
+// sized for K, N <= 4096. A design's tlmm_config derives from this and overrides what differs.
+struct tlmm_defaults {
+    static const unsigned G = 3;  // activations per group (the index format encodes 3)
+    static const unsigned T = 28;  // indices per index vector
+    static const unsigned Q = 8;  // index vectors (weight banks) read per cycle
+    static const bool half_table = false;  // 27 entries per group; true: 14 entries + sign
+    static const unsigned axi_width = 128;  // bits per m_axi beat
+    static const unsigned vector_bytes = 18;  // one index vector in DDR: ceil(5T / 8)
+    static const unsigned line_words = 9;  // AXI words per line of Q vectors: ceil(Q * 8 * vector_bytes / axi_width)
+    static const unsigned max_k = 4096;
+    static const unsigned max_n = 4096;
+    static const unsigned max_cycles = 7;  // lines per row at max_k: ceil(ceil(max_k / (G*T)) / Q)
+    static const unsigned wbuf_depth = 4096;  // index vectors per weight bank
+    static const unsigned tile_rows = 585;  // rows per weight tile: wbuf_depth / max_cycles
+    static const unsigned max_block = 1;  // tokens per prefill block
+};
 
 static const unsigned TLMM_INDEX_BITS = 5;
 static const unsigned TLMM_ZERO_INDEX = 13;

@@ -1,23 +1,22 @@
-"""Command line for a training run: `python -m tellme.models.train --corpus DIR --out DIR [...]`."""
+"""Options of a training run, shared by `tellme train` and `python -m tellme.models.train`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .runtime import configure_tensorflow
-from .shape import ModelShape
+from .shape import DEFAULT_SHAPE
+
+SHAPE_OPTIONS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                 "num_key_value_heads", "max_position_embeddings")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options: corpus and output folders, model shape, budget and optimiser settings."""
-    p = argparse.ArgumentParser(prog="python -m tellme.models.train", description=__doc__)
     p.add_argument("--corpus", type=Path, required=True, help="folder with train.txt and val.txt")
     p.add_argument("--out", type=Path, required=True, help="run folder (tokenizer, hf/ checkpoint, summary)")
-    defaults = ModelShape()
-    for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                 "num_attention_heads", "num_key_value_heads", "max_position_embeddings"):
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in SHAPE_OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(DEFAULT_SHAPE, name))
     p.add_argument("--minutes", type=float, default=60.0, help="wall-time budget for the training loop")
     p.add_argument("--max-steps", type=int, default=1_000_000)
     p.add_argument("--batch-size", type=int, default=16)
@@ -26,12 +25,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=float, default=600.0, help="seconds between exports")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
     p.add_argument("--seed", type=int, default=0)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tellme.models.train", description=__doc__)
+    add_arguments(p)
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, object]:
-    """Run one training run and return its summary."""
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict[str, object]:
+    """One training run with parsed options; returns its summary. Imports TensorFlow."""
+    from .runtime import configure_tensorflow
+
     configure_tensorflow(intra_op_threads=args.threads, inter_op_threads=1)
     import keras
 
@@ -39,15 +44,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     from .run import RunPaths, run_training
 
     keras.utils.set_random_seed(args.seed)
-    shape = ModelShape(
-        vocab_size=args.vocab_size,
-        hidden_size=args.hidden_size,
-        intermediate_size=args.intermediate_size,
-        num_hidden_layers=args.num_hidden_layers,
-        num_attention_heads=args.num_attention_heads,
-        num_key_value_heads=args.num_key_value_heads,
-        max_position_embeddings=args.max_position_embeddings,
-    )
+    shape = DEFAULT_SHAPE.replace(**{name: getattr(args, name) for name in SHAPE_OPTIONS})
     settings = TrainSettings(
         batch_size=args.batch_size,
         seq_len=args.seq_len,
@@ -58,3 +55,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         seed=args.seed,
     )
     return run_training(RunPaths(corpus=args.corpus, out=args.out), shape, settings)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    return run(parse_args(argv))

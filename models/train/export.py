@@ -11,12 +11,13 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import Tokenizer
 
+from tellme.models.config import ModelConfig
+
 from .data import DOC_TOKEN
 from .model import BitNetLM
-from .shape import ModelShape
 
 
-def hf_config(shape: ModelShape, bos_token_id: int, eos_token_id: int) -> dict[str, object]:
+def hf_config(shape: ModelConfig, bos_token_id: int, eos_token_id: int) -> dict[str, object]:
     """config.json for BitNetForCausalLM with quantization_config "autobitlinear" / "online"."""
     return {
         "architectures": ["BitNetForCausalLM"],

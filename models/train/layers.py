@@ -9,8 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tellme.models.config import ModelConfig
+
 from .quant import act_quant_ste, weight_quant_ste
-from .shape import ModelShape
 
 INIT_STD = 0.02
 
@@ -58,7 +59,7 @@ class BitLinear(Linear):
         return _matmul_wt(act_quant_ste(x), weight)
 
 
-def rope_tables(shape: ModelShape) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(shape: ModelConfig) -> tuple[np.ndarray, np.ndarray]:
     """cos and sin [max_positions, head_dim] for HF's rotate_half RoPE: emb = cat(freqs, freqs)."""
     d = shape.head_dim
     inv_freq = 1.0 / (shape.rope_theta ** (np.arange(0, d, 2, dtype=np.float32) / np.float32(d)))
@@ -77,7 +78,7 @@ def apply_rope(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor) -> tf.Tensor:
 class Attention(keras.layers.Layer):
     """Causal grouped-query self-attention with RoPE and BitNet's attn_sub_norm before o_proj."""
 
-    def __init__(self, shape: ModelShape, **kwargs: object) -> None:
+    def __init__(self, shape: ModelConfig, **kwargs: object) -> None:
         super().__init__(**kwargs)
         h, d = shape.hidden_size, shape.head_dim
         self.heads, self.kv_heads, self.head_dim = shape.num_attention_heads, shape.num_key_value_heads, d
@@ -109,7 +110,7 @@ class Attention(keras.layers.Layer):
 class MLP(keras.layers.Layer):
     """down_proj(ffn_sub_norm(relu(gate_proj(x))**2 * up_proj(x)))."""
 
-    def __init__(self, shape: ModelShape, **kwargs: object) -> None:
+    def __init__(self, shape: ModelConfig, **kwargs: object) -> None:
         super().__init__(**kwargs)
         h, i = shape.hidden_size, shape.intermediate_size
         self.gate_proj = BitLinear(h, i, name="gate_proj")
@@ -124,7 +125,7 @@ class MLP(keras.layers.Layer):
 class DecoderBlock(keras.layers.Layer):
     """Pre-norm residual block: h += attn(input_layernorm(h)); h += mlp(post_attention_layernorm(h))."""
 
-    def __init__(self, shape: ModelShape, **kwargs: object) -> None:
+    def __init__(self, shape: ModelConfig, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.input_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps, name="input_layernorm")
         self.self_attn = Attention(shape, name="self_attn")

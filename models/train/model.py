@@ -5,15 +5,18 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tellme.models.config import ModelConfig
+
 from .layers import INIT_STD, DecoderBlock, Linear, RMSNorm, rope_tables
-from .shape import ModelShape
+from .shape import check_trainable
 
 
 class BitNetLM(keras.Model):
     """Float embedding, BitNet decoder blocks, final RMSNorm and an untied float LM head."""
 
-    def __init__(self, shape: ModelShape, **kwargs: object) -> None:
+    def __init__(self, shape: ModelConfig, **kwargs: object) -> None:
         super().__init__(**kwargs)
+        check_trainable(shape)
         self.model_shape = shape
         self.embed_tokens = keras.layers.Embedding(
             shape.vocab_size,

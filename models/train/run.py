@@ -10,13 +10,14 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from tellme.models.config import ModelConfig
+
 from .data import SAMPLE_PROMPT, WindowSampler, eval_windows, load_split, train_tokenizer
 from .export import export_checkpoint
 from .loop import TrainResult, TrainSettings, evaluate, train
 from .model import BitNetLM
 from .progress import Progress
 from .sample import generate
-from .shape import ModelShape
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def prepare_tokenizer(paths: RunPaths, vocab_size: int) -> Tokenizer:
 
 
 def run_training(
-    paths: RunPaths, shape: ModelShape, settings: TrainSettings, eval_limit: int = 64
+    paths: RunPaths, shape: ModelConfig, settings: TrainSettings, eval_limit: int = 64
 ) -> dict[str, object]:
     """Train, export to paths.checkpoint periodically and at the end, and write summary.json."""
     progress = Progress(settings.max_steps, settings.minutes * 60.0)
@@ -61,7 +62,7 @@ def run_training(
     val_tokens = load_split(tokenizer, paths.corpus / "val.txt")
     progress.note(f"corpus: {len(train_tokens):,} train tokens, {len(val_tokens):,} validation tokens")
     model = BitNetLM(shape)
-    progress.note(f"model: {shape.parameter_count():,} parameters {shape.as_dict()}")
+    progress.note(f"model: {shape.parameter_count():,} parameters {shape.to_dict()}")
     sampler = WindowSampler(train_tokens, settings.seq_len, seed=settings.seed)
     quick_val = eval_windows(val_tokens, settings.seq_len, eval_limit)
     wall_start = time.monotonic()
@@ -86,7 +87,7 @@ def run_training(
 
 
 def _summary(
-    shape: ModelShape,
+    shape: ModelConfig,
     settings: TrainSettings,
     result: TrainResult,
     corpus_tokens: int,
@@ -94,7 +95,7 @@ def _summary(
     sample: str | None,
 ) -> dict[str, object]:
     return {
-        "shape": shape.as_dict(),
+        "shape": shape.to_dict(),
         "parameters": shape.parameter_count(),
         "settings": asdict(settings),
         "corpus_train_tokens": corpus_tokens,

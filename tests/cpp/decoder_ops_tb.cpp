@@ -15,8 +15,18 @@
 #define TB_HEAD_DIM 30
 #endif
 static const unsigned HD = TB_HEAD_DIM;
-static const unsigned MAX_DIM = 4096;
-static const unsigned MAX_HEADS = 16;
+
+struct ew_config : tellme::elementwise_defaults {
+    static const unsigned max_dim = 4096;
+    static const unsigned head_dim = HD;
+};
+struct att_config : tellme::attention_defaults {
+    static const unsigned head_dim = HD;
+    static const unsigned max_heads = 16;
+    static const unsigned max_kv_heads = 16;
+    static const unsigned pes = 3;  // prefill: three query PEs share the K/V stream
+};
+static const unsigned MAX_DIM = ew_config::max_dim;
 
 struct Reader {
     FILE *f;
@@ -62,7 +72,7 @@ int main(int argc, char **argv) {
             std::vector<float> x = r.take<float>(dim), y(MAX_DIM);
             std::vector<int8_t> yq(MAX_DIM);
             float scale = 0.0f;
-            tellme::rmsnorm_quant<MAX_DIM>(x.data(), w.data(), eps, dim, y.data(), yq.data(), scale);
+            tellme::rmsnorm_quant<ew_config>(x.data(), w.data(), eps, dim, y.data(), yq.data(), scale);
             put(out, y.data(), dim);
             put(out, yq.data(), dim);
             put(out, &scale, 1);
@@ -70,12 +80,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(op, "gate_up")) {
         const int act = r.scalar();
         std::vector<float> g = r.take<float>(n), u = r.take<float>(n), m(n);
-        tellme::gate_up<MAX_DIM>(g.data(), u.data(), act, n, m.data());
+        tellme::gate_up<ew_config>(g.data(), u.data(), act, n, m.data());
         put(out, m.data(), n);
     } else if (!strcmp(op, "rope")) {  // n heads
         std::vector<float> x = r.take<float>(n * HD);
         std::vector<float> c = r.take<float>(HD), s = r.take<float>(HD);
-        tellme::rope<HD>(x.data(), n, c.data(), s.data());
+        tellme::rope<ew_config>(x.data(), n, c.data(), s.data());
         put(out, x.data(), n * HD);
     } else if (!strcmp(op, "attention")) {  // n = length; then heads, kv_heads; q, k, v (float)
         const unsigned heads = (unsigned)r.scalar(), kv_heads = (unsigned)r.scalar();
@@ -83,10 +93,10 @@ int main(int argc, char **argv) {
         std::vector<float> k = r.take<float>(n * kv_heads * HD), v = r.take<float>(n * kv_heads * HD);
         std::vector<uint16_t> kc(n * kv_heads * HD), vc(n * kv_heads * HD);
         for (unsigned t = 0; t < n; t++)
-            tellme::kv_append<HD>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t,
+            tellme::kv_append<att_config>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t,
                                         kc.data(), vc.data());
         std::vector<float> o(heads * HD);
-        tellme::decode_attention<HD, MAX_HEADS>(q.data(), heads, kv_heads, n, kc.data(), vc.data(), o.data());
+        tellme::decode_attention<att_config>(q.data(), heads, kv_heads, n, kc.data(), vc.data(), o.data());
         put(out, kc.data(), kc.size());
         put(out, o.data(), o.size());
     } else if (!strcmp(op, "attention_block")) {  // n = cache length; heads, kv_heads, b queries at n - b
@@ -95,9 +105,9 @@ int main(int argc, char **argv) {
         std::vector<float> k = r.take<float>(n * kv_heads * HD), v = r.take<float>(n * kv_heads * HD);
         std::vector<uint16_t> kc(n * kv_heads * HD), vc(n * kv_heads * HD);
         for (unsigned t = 0; t < n; t++)
-            tellme::kv_append<HD>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t, kc.data(), vc.data());
+            tellme::kv_append<att_config>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t, kc.data(), vc.data());
         std::vector<float> o(b * heads * HD);
-        tellme::attention_block<HD, MAX_HEADS, 3>(q.data(), heads * HD, b, n - b, heads, kv_heads, kc.data(),
+        tellme::attention_block<att_config>(q.data(), heads * HD, b, n - b, heads, kv_heads, kc.data(),
                                                   vc.data(), o.data(), heads * HD);
         put(out, o.data(), o.size());
     } else {
