@@ -1,16 +1,18 @@
 """One record per board: the part and board files, the processing system's ports, the fabric's resources,
 DDR and the contiguous memory (CMA) pynq allocates from, and the accelerator preset. Each fact is written
-once here; the block design (bd.py), the fit estimate (fit.py) and the presets read it.
+once here; the block design (bd.py), the fit and speed estimates (fit.py, perf.py) and the presets read it.
 
-Presets. KV260 follows TeLLMe (250 MHz, full table, T=28). Q=8 there: 8 vectors x 18 bytes = 1152 bits
-is exactly 9 beats of the 128-bit HP ports, 8 banks of 4096 x 144 bits take 16 of the 64 URAMs, and
-672 weights per cycle is beyond what DDR4 can feed in decode, so decode stays memory bound while
-prefill, which reuses each weight line across tokens, gets the compute. Its prefill block is 4 tokens:
-the decoder's per-token buffers of the 2B shape then still fit the 144 BRAM36 (fit.py estimates them).
+Presets. Zynq UltraScale+ (KV260, ZCU104): 250 MHz as TeLLMe, and the weights striped over six 128-bit
+masters, HP0-HP3 and HPC0-HPC1. Four HP ports stream at most 16 GB/s at 250 MHz and were measured at
+12.7 GB/s streaming ternary weights in lockstep on a KV260; with the two HPC ports added the ports offer
+more than the DDR delivers, so the stream is bounded by DDR (hls/perf.py). The io master (params, hidden
+states, K/V writes) shares the last port. Two token lanes make prefill compute bound on the lookups; 16-token
+blocks keep the activations of a 0.73B model within the URAMs. Zynq-7000 (PYNQ-Z2): two 64-bit HP ports at
+100 MHz, BRAM only, one token lane.
 
-HP port order follows each PS's DDR controller: on Zynq UltraScale+ HP1 and HP2 share one DDR port, so
-HP0, HP1, HP3 come first (TeLLMe's choice on the KV260) and HP2 last; on Zynq-7000 HP0/HP1 and HP2/HP3
-share the two AFI paths to DDR, so HP0, HP2, then HP1, HP3.
+Port order follows each PS's DDR controller: on Zynq UltraScale+ HP1 and HP2 share one DDR port, so
+HP0, HP1, HP3 come first (TeLLMe's choice on the KV260), then HP2, then the coherent HPC0, HPC1; on
+Zynq-7000 HP0/HP1 and HP2/HP3 share the two AFI paths to DDR, so HP0, HP2, then HP1, HP3.
 """
 
 from __future__ import annotations
@@ -102,6 +104,10 @@ def _mpsoc_hp(n: int) -> HpPort:
     return HpPort(f"S_AXI_HP{n}_FPD", f"PSU__USE__S_AXI_GP{gp}", f"PSU__SAXIGP{gp}__DATA_WIDTH", f"saxihp{n}_fpd_aclk")
 
 
+def _mpsoc_hpc(n: int) -> HpPort:
+    return HpPort(f"S_AXI_HPC{n}_FPD", f"PSU__USE__S_AXI_GP{n}", f"PSU__SAXIGP{n}__DATA_WIDTH", f"saxihpc{n}_fpd_aclk")
+
+
 def _zynq7_hp(n: int) -> HpPort:
     return HpPort(f"S_AXI_HP{n}", f"PCW_USE_S_AXI_HP{n}", f"PCW_S_AXI_HP{n}_DATA_WIDTH", f"S_AXI_HP{n}_ACLK")
 
@@ -111,7 +117,7 @@ ZYNQ_MPSOC = ProcessingSystem(
     ip="xilinx.com:ip:zynq_ultra_ps_e",
     rule="xilinx.com:bd_rule:zynq_ultra_ps_e",
     rule_config='apply_board_preset "1"',
-    hp_ports=tuple(_mpsoc_hp(n) for n in (0, 1, 3, 2)),
+    hp_ports=tuple(_mpsoc_hp(n) for n in (0, 1, 3, 2)) + tuple(_mpsoc_hpc(n) for n in (0, 1)),
     hp_max_width=128,
     control_port="M_AXI_HPM0_FPD",
     control_clock_pin="maxihpm0_fpd_aclk",
@@ -165,7 +171,8 @@ BOARDS: dict[str, Board] = {
             cma_bytes=900 * MIB,  # Kria starter-kit boot arguments: cma=900M
             host_reserved_bytes=1 * GIB,
             clock_mhz=250.0,
-            preset=dict(axi_width=128, max_context=1024, prefill_block=4, attention_pes=4, tlmm=dict(q=8)),
+            preset=dict(weight_ports=6, max_context=1024, prefill_block=16, kv_block=16, attention_lanes=24,
+                        fifo_depth=4096, storage="uram", tlmm=dict(token_lanes=2, tile_words=4096)),
         ),
         Board(
             name="zcu104",
@@ -180,7 +187,8 @@ BOARDS: dict[str, Board] = {
             cma_bytes=512 * MIB,  # PYNQ image device tree
             host_reserved_bytes=512 * MIB,
             clock_mhz=250.0,
-            preset=dict(axi_width=128, max_context=2048, tlmm=dict(q=16)),
+            preset=dict(weight_ports=6, max_context=2048, prefill_block=16, kv_block=16, attention_lanes=24,
+                        fifo_depth=4096, storage="uram", tlmm=dict(token_lanes=2, tile_words=4096)),
         ),
         Board(
             name="pynq-z2",
@@ -195,8 +203,8 @@ BOARDS: dict[str, Board] = {
             cma_bytes=128 * MIB,  # PYNQ image device tree
             host_reserved_bytes=192 * MIB,
             clock_mhz=100.0,
-            preset=dict(axi_width=64, max_context=256, max_k=1024, max_n=1024, prefill_block=4, attention_pes=2,
-                        tlmm=dict(q=4, weight_storage="bram", weight_buffer_depth=1024)),
+            preset=dict(weight_ports=2, max_context=256, prefill_block=4, kv_block=16, attention_lanes=8,
+                        fifo_depth=512, storage="bram", tlmm=dict(token_lanes=1, tile_words=1024)),
         ),
     )
 }
@@ -214,6 +222,8 @@ def board_config(name: str, overrides: list[str] | tuple[str, ...] = (), **field
     board = get_board(name)
     config = dataclasses.replace(board.defaults, **fields) if fields else board.defaults
     config = apply_overrides(config, list(overrides))
-    if config.tlmm.weight_storage == "uram" and not board.has_uram:
-        raise UserError(f"board {name} has no URAM: use --set tlmm.weight_storage=bram")
+    if config.storage == "uram" and not board.has_uram:
+        raise UserError(f"board {name} has no URAM: use --set storage=bram")
+    if config.weight_ports > len(board.ps.hp_ports):
+        raise UserError(f"weight_ports={config.weight_ports}: {name} has {len(board.ps.hp_ports)} ports to DDR")
     return config

@@ -1,5 +1,5 @@
-"""Accelerator parameters: one validated dataclass, the derived sizes the kernels and the weight layout
-share, and `--set key=value` overrides. Every number in the generated config.h comes from here."""
+"""Accelerator parameters: one validated dataclass and `--set key=value` overrides. Every number in a
+generated config.h comes from here and the model's shape (hls/design.py derives the sizes)."""
 
 from __future__ import annotations
 
@@ -8,63 +8,44 @@ import json
 import typing
 from dataclasses import dataclass, field
 
-from tellme.models import packing
-from tellme.models.ddr_image import LineLayout
 from tellme.models.errors import UserError
 
-AP_INT_MAX_W = 4096  # widest ap_uint allowed; t <= 64 keeps every kernel type within it (test_config_*)
-AXI_WIDTHS = (32, 64, 128, 256, 512)
-TABLE_MODES = ("full", "half")
-WEIGHT_STORAGES = ("uram", "bram")
-TOPS = ("tellme_top", "tellme_tlmm_top")  # the whole decoder; the TLMM engine alone
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
+LM_HEADS = ("pl-int8", "host-float32")
+STORAGES = ("uram", "bram")
+MAX_PORTS = 8  # the kernels take eight stripe pointers (hls/kernels/prefetch.h)
+HALVES_PER_WORD = 8
 
 
 @dataclass(frozen=True)
 class TlmmParams:
-    """The table-lookup matmul engine. TeLLMe's choices are the defaults (full table, T=28)."""
+    """The table-lookup matmul engine (hls/kernels/tlmm.h). TeLLMe keeps the full 27-entry table; so do we."""
 
-    g: int = packing.G  # activations per lookup group; the index format only encodes 3
-    table: str = "full"  # "full": 27 entries per group; "half": 14 entries + sign logic
-    t: int = packing.T  # indices per index vector (5*T bits)
-    q: int = 8  # index vectors read per cycle (independent weight banks)
-    weight_storage: str = "uram"  # weight buffer memory: "uram" or "bram"
-    weight_buffer_depth: int = 4096  # index vectors per weight bank
+    token_lanes: int = 2  # TP: tokens looked up per weight word in prefill
+    tile_words: int = 4096  # tile buffer depth per stripe: the weights a prefill block replays
 
     def validate(self) -> None:
-        if self.g != 3:
-            raise UserError(f"tlmm.g={self.g}: only 3 is supported (the group index encodes 3 weights)")
-        if self.table not in TABLE_MODES:
-            raise UserError(f"tlmm.table={self.table!r}: use one of {', '.join(TABLE_MODES)}")
-        if not 1 <= self.t <= 64:
-            raise UserError(f"tlmm.t={self.t}: use 1..64 indices per vector (TeLLMe uses 28)")
-        if not 1 <= self.q <= 64:
-            raise UserError(f"tlmm.q={self.q}: use 1..64 index vectors per cycle")
-        if self.weight_storage not in WEIGHT_STORAGES:
-            raise UserError(
-                f"tlmm.weight_storage={self.weight_storage!r}: use one of {', '.join(WEIGHT_STORAGES)}"
-            )
-        if self.weight_buffer_depth < 1:
-            raise UserError(f"tlmm.weight_buffer_depth={self.weight_buffer_depth}: must be positive")
+        if not 1 <= self.token_lanes <= 4:
+            raise UserError(f"tlmm.token_lanes={self.token_lanes}: use 1..4 tokens per weight word")
+        if not 64 <= self.tile_words <= 65536:
+            raise UserError(f"tlmm.tile_words={self.tile_words}: use 64..65536 words per stripe")
 
 
 @dataclass(frozen=True)
 class AcceleratorConfig:
-    """Everything a generated design is sized by. max_k/max_n bound the layer shapes the buffers hold."""
+    """Everything a generated design is sized by, besides the model's shape."""
 
     board: str
     part: str
     clock_mhz: float
-    axi_width: int = 128  # bits per m_axi beat
-    max_context: int = 1024  # positions the KV cache holds (used by the decoder top)
-    max_k: int = 4096  # largest in_features of any layer
-    max_n: int = 4096  # largest out_features of any layer
-    prefill_block: int = 8  # tokens per prefill block: each weight tile serves all of them
-    attention_pes: int = 4  # query PEs of prefill attention (N_pe): queries per K/V stream
-    top: str = "tellme_top"  # the synthesised top: tellme_top (decoder) or tellme_tlmm_top (engine)
+    weight_ports: int = 6  # P: weight stripes, each on its own m_axi master (HP/HPC ports)
+    max_context: int = 1024  # positions the KV cache holds (capped by the model's)
+    prefill_block: int = 16  # B: tokens per block; each weight word serves all of them
+    kv_block: int = 16  # R: K/V positions per attention block
+    attention_lanes: int = 24  # A: multiply lanes of attention's QK and PV (a divisor of 8P)
+    lm_head: str = "pl-int8"  # pl-int8: int8 LM head on the PL; host-float32: the host's float32 head
+    fifo_depth: int = 4096  # words per stripe FIFO between prefetcher and engine
+    storage: str = "uram"  # memory of the tile buffers and stripe FIFOs: uram, or bram on Zynq-7000
+    top: str = "tellme_top"
     tlmm: TlmmParams = field(default_factory=TlmmParams)
 
     def __post_init__(self) -> None:
@@ -74,79 +55,40 @@ class AcceleratorConfig:
         self.tlmm.validate()
         if not 0 < self.clock_mhz <= 1000:
             raise UserError(f"clock_mhz={self.clock_mhz}: use a clock in (0, 1000] MHz")
-        if self.axi_width not in AXI_WIDTHS:
-            raise UserError(f"axi_width={self.axi_width}: use one of {', '.join(map(str, AXI_WIDTHS))}")
+        if not 2 <= self.weight_ports <= MAX_PORTS or self.weight_ports % 2:
+            raise UserError(f"weight_ports={self.weight_ports}: use an even number of ports, 2..{MAX_PORTS} "
+                            "(gate and up rows travel in pairs)")
         if not 1 <= self.prefill_block <= 64:
-            raise UserError(f"prefill_block={self.prefill_block}: use 1..64 tokens per prefill block")
-        if not 1 <= self.attention_pes <= self.prefill_block:
-            raise UserError(
-                f"attention_pes={self.attention_pes}: use 1..prefill_block ({self.prefill_block}) query PEs"
-            )
-        for name in ("max_context", "max_k", "max_n"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name}={getattr(self, name)}: must be positive")
-        if self.top not in TOPS:
-            raise UserError(f"top={self.top!r}: use one of {', '.join(TOPS)}")
-        if self.tile_rows < 1:
-            raise UserError(
-                f"tlmm.weight_buffer_depth={self.tlmm.weight_buffer_depth} cannot hold one row of "
-                f"max_k={self.max_k} ({self.max_cycles} vectors per bank): raise it to at least "
-                f"{self.max_cycles}"
-            )
+            raise UserError(f"prefill_block={self.prefill_block}: use 1..64 tokens per block")
+        if not 1 <= self.kv_block <= 64:
+            raise UserError(f"kv_block={self.kv_block}: use 1..64 positions per attention block")
+        chunk = HALVES_PER_WORD * self.weight_ports
+        if self.attention_lanes < 1 or chunk % self.attention_lanes:
+            raise UserError(f"attention_lanes={self.attention_lanes}: use a divisor of {chunk} "
+                            f"(8 x weight_ports fp16 values arrive per cycle)")
+        if self.lm_head not in LM_HEADS:
+            raise UserError(f"lm_head={self.lm_head!r}: use one of {', '.join(LM_HEADS)}")
+        if not 16 <= self.fifo_depth <= 65536:
+            raise UserError(f"fifo_depth={self.fifo_depth}: use 16..65536 words")
+        if self.storage not in STORAGES:
+            raise UserError(f"storage={self.storage!r}: use one of {', '.join(STORAGES)}")
+        if self.max_context < 1:
+            raise UserError(f"max_context={self.max_context}: must be positive")
+        if self.top != "tellme_top":
+            raise UserError(f"top={self.top!r}: the design's top is tellme_top")
 
-    # --- sizes derived from the parameters (the generated config.h states them all) ---
     @property
     def clock_period_ns(self) -> float:
         return round(1000.0 / self.clock_mhz, 3)
 
     @property
-    def half_table(self) -> bool:
-        return self.tlmm.table == "half"
-
-    @property
     def chunk(self) -> int:
-        """Activations covered by one index vector (G*T)."""
-        return self.tlmm.g * self.tlmm.t
+        """fp16 values the weight ports deliver per cycle (one 128-bit word each)."""
+        return HALVES_PER_WORD * self.weight_ports
 
     @property
-    def gear_bits(self) -> int:
-        """Width of the activation loader's shift register (one vector's bytes plus one AXI word)."""
-        return (self.chunk + self.axi_width // 8) * 8
-
-    @property
-    def layout(self) -> LineLayout:
-        """The weight line layout (tellme.models.ddr_image), which the board host builds images with too."""
-        return LineLayout(t=self.tlmm.t, q=self.tlmm.q, axi_width=self.axi_width)
-
-    @property
-    def vector_bytes(self) -> int:
-        return self.layout.vector_bytes
-
-    @property
-    def line_words(self) -> int:
-        """AXI words per line of Q index vectors (one lookup cycle)."""
-        return self.layout.line_words
-
-    @property
-    def line_bytes(self) -> int:
-        return self.layout.line_bytes
-
-    def vectors(self, k: int) -> int:
-        """Index vectors per row for in_features k."""
-        return _ceil_div(k, self.chunk)
-
-    def cycles(self, k: int) -> int:
-        """Lookup cycles (lines) per row for in_features k."""
-        return self.layout.cycles(k)
-
-    @property
-    def max_cycles(self) -> int:
-        return self.cycles(self.max_k)
-
-    @property
-    def tile_rows(self) -> int:
-        """Rows the weight buffer holds at max_k."""
-        return self.tlmm.weight_buffer_depth // self.max_cycles
+    def head_on_pl(self) -> bool:
+        return self.lm_head == "pl-int8"
 
     def to_dict(self) -> dict[str, typing.Any]:
         return dataclasses.asdict(self)
@@ -170,13 +112,13 @@ class AcceleratorConfig:
 
 
 def override_keys(config: AcceleratorConfig) -> list[str]:
-    """Every key `--set` accepts, e.g. clock_mhz, tlmm.q."""
+    """Every key `--set` accepts, e.g. clock_mhz, tlmm.token_lanes."""
     keys = []
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
         if dataclasses.is_dataclass(value):
             keys += [f"{f.name}.{sub.name}" for sub in dataclasses.fields(value)]
-        elif f.name != "board":
+        elif f.name not in ("board", "part"):
             keys.append(f.name)
     return keys
 
@@ -200,24 +142,34 @@ def _field_types(obj: object) -> dict[str, type]:
     return typing.get_type_hints(type(obj))
 
 
-def apply_overrides(config: AcceleratorConfig, items: list[str]) -> AcceleratorConfig:
-    """Apply `key=value` strings (keys as override_keys lists) and validate the result."""
-    top: dict[str, typing.Any] = {}
-    nested: dict[str, dict[str, typing.Any]] = {}
+def parse_overrides(config: AcceleratorConfig, items: list[str]) -> dict[str, typing.Any]:
+    """`key=value` strings -> {key: typed value}, keys as override_keys lists them."""
     valid = override_keys(config)
+    out: dict[str, typing.Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep:
-            raise UserError(f"--set {item}: write KEY=VALUE, e.g. --set tlmm.q=8")
+            raise UserError(f"--set {item}: write KEY=VALUE, e.g. --set tlmm.token_lanes=2")
         if key not in valid:
             raise UserError(f"--set {key}: unknown parameter; known: {', '.join(valid)}")
         head, _, sub = key.partition(".")
+        owner = getattr(config, head) if sub else config
+        out[key] = _parse_value(key, text.strip(), _field_types(owner)[sub or head])
+    return out
+
+
+def apply_overrides(config: AcceleratorConfig, items: list[str] | dict[str, typing.Any]) -> AcceleratorConfig:
+    """Apply `key=value` strings (or parsed {key: value}) and validate the result."""
+    values = parse_overrides(config, items) if isinstance(items, list) else items
+    top: dict[str, typing.Any] = {}
+    nested: dict[str, dict[str, typing.Any]] = {}
+    for key, value in values.items():
+        head, _, sub = key.partition(".")
         if sub:
-            owner = getattr(config, head)
-            nested.setdefault(head, {})[sub] = _parse_value(key, text.strip(), _field_types(owner)[sub])
+            nested.setdefault(head, {})[sub] = value
         else:
-            top[head] = _parse_value(key, text.strip(), _field_types(config)[head])
-    for head, values in nested.items():
-        top[head] = dataclasses.replace(getattr(config, head), **values)
+            top[head] = value
+    for head, sub_values in nested.items():
+        top[head] = dataclasses.replace(getattr(config, head), **sub_values)
     return dataclasses.replace(config, **top)

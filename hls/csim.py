@@ -1,12 +1,11 @@
 """C simulation: the very C++ that goes to Vitis HLS, compiled by g++ and called from Python.
 
-One library class does the common work: compile the design's sources with the bridge (tb/csim_bridge.cpp)
+`CsimLibrary` does the common work: compile the design's sources with the bridge (tb/csim_bridge.cpp)
 into the cache (toolchain.py, keyed by a hash of everything that affects the binary), load it with
-ctypes, read back the constants it was compiled with and check them, and remember which simulator's
-weights the library's static storage holds. Two thin simulators sit on it: `TlmmSim` (the engine's
-standalone top, one matrix at a time) and `DecoderSim` (tellme_top, the whole decoder with its DDR
-image). `run_testbench` builds a project's standalone testbench, optionally under AddressSanitizer and
-UBSan (a subprocess: ASan cannot be loaded into a running Python).
+ctypes, and read back the constants it was compiled with and the loop counters of a profiling build.
+`DecoderSim` sits on it: tellme_top with the design's DDR image (and the TLMM engine alone, one matrix
+at a time, for bit-exact tests). `run_testbench` builds a project's standalone testbench, optionally
+under AddressSanitizer and UBSan (a subprocess: ASan cannot be loaded into a running Python).
 """
 
 from __future__ import annotations
@@ -21,32 +20,29 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tellme.models.config import PROJECTIONS
-from tellme.models.ddr_image import DdrImage, tlmm_lines
+from tellme.models.ddr_image import DdrImage
 from tellme.models.errors import UserError
 
 from . import toolchain
 from .config import AcceleratorConfig
-from .project import engine_sources
 
 if TYPE_CHECKING:
     from .design import Design
 
 LIBRARY = "libtellme_csim.so"
-TLMM_UNITS = ["src/tlmm_top.cpp", "tb/csim_bridge.cpp"]
-DECODER_UNITS = ["src/top.cpp", "src/tlmm_top.cpp", "tb/csim_bridge.cpp"]
+LIBRARY_UNITS = ["src/top.cpp", "tb/csim_bridge.cpp"]
+FAST_CSIM = ("-DTELLME_FAST_CSIM",)  # native integer types in place of ap_int (common.h; tests prove them equal)
+PROFILE = ("-DTELLME_PROFILE",)  # loop iteration counters (hls/perf.py predicts them)
 # testbench -> (translation units, binary, golden data folder)
 TESTBENCHES = {
     "decoder": (["src/top.cpp", "tb/tb_decoder.cpp"], "tb_decoder", "tb/data/decoder"),
-    "tlmm": (["src/tlmm_top.cpp", "tb/tb_tlmm.cpp"], "tb_tlmm", "tb/data/tlmm"),
+    "tlmm": (["tb/tb_tlmm.cpp"], "tb_tlmm", "tb/data/tlmm"),
 }
 _SOURCE_SUFFIXES = (".h", ".cpp")
-_RC_MESSAGES = {1: "the top refused the shape (K must be 1..max_k, N at most max_n)",
-                2: "the weight buffer size does not match K and N"}
 _F32 = np.float32
-# a library's weights live in its static storage: which simulator loaded them last, per library
-_WEIGHTS_OWNER: dict[str, int] = {}
-_INSTANCE_IDS = itertools.count()
+# a library's static buffers hold one simulator's image: which one loaded it last, per library
+_IMAGE_OWNER: dict[str, int] = {}
+_OWNER_IDS = itertools.count()
 
 
 def _ptr(array: np.ndarray) -> ctypes.c_void_p:
@@ -61,23 +57,27 @@ class CsimLibrary:
         self.lib = ctypes.CDLL(self.path)
 
     @classmethod
-    def build(cls, sources: dict[str, str], units: list[str], cache_dir: Path | None = None,
-              label: str = "C simulation") -> CsimLibrary:
+    def build(cls, sources: dict[str, str], units: list[str], defines: tuple[str, ...] = FAST_CSIM,
+              cache_dir: Path | None = None, label: str = "C simulation") -> CsimLibrary:
         """Compile (or reuse from the cache) the sources into a shared library and load it."""
-        path = toolchain.build(sources, units, output=LIBRARY, shared=True, cache_dir=cache_dir, label=label)
+        path = toolchain.build(sources, units, output=LIBRARY, flags=toolchain.BASE_FLAGS + defines, shared=True,
+                               cache_dir=cache_dir, label=label)
         return cls(path)
 
-    def function(self, name: str, restype: type | None, *argtypes: type) -> ctypes._CFuncPtr:
+    def function(self, name: str, restype: type | None, *argtypes: type):
         fn = getattr(self.lib, name)
         fn.restype = restype
         fn.argtypes = list(argtypes)
         return fn
 
+    def _text(self, name: str) -> str:
+        buf = ctypes.create_string_buffer(1 << 16)
+        getattr(self.lib, name)(buf, ctypes.c_uint(len(buf)))
+        return buf.value.decode()
+
     def constants(self) -> dict[str, str]:
         """The constants the library was compiled with (tellme_csim_describe)."""
-        buf = ctypes.create_string_buffer(2048)
-        self.lib.tellme_csim_describe(buf, ctypes.c_uint(len(buf)))
-        return dict(item.split("=", 1) for item in buf.value.decode().split())
+        return dict(item.split("=", 1) for item in self._text("tellme_csim_describe").split())
 
     def check(self, expected: dict[str, object]) -> None:
         """RuntimeError when the library was built for other parameters than `expected`."""
@@ -86,23 +86,12 @@ class CsimLibrary:
         if wrong:
             raise RuntimeError(f"{self.path} was built for other parameters: {wrong}")
 
-    def weights_owner(self) -> int | None:
-        """Which simulator's weights the library's static storage holds (an id from new_owner)."""
-        return _WEIGHTS_OWNER.get(self.path)
+    def profile(self) -> dict[str, int]:
+        """Loop iteration counts of a profiling build since the last reset."""
+        return {k: int(v) for k, v in (item.split("=", 1) for item in self._text("tellme_csim_profile").split())}
 
-    def set_weights_owner(self, owner: int) -> None:
-        _WEIGHTS_OWNER[self.path] = owner
-
-    @staticmethod
-    def new_owner() -> int:
-        return next(_INSTANCE_IDS)
-
-
-def engine_constants(config: AcceleratorConfig) -> dict[str, object]:
-    """What tellme_csim_describe reports for an engine config."""
-    return {"top": config.top, "T": config.tlmm.t, "Q": config.tlmm.q, "half_table": int(config.half_table),
-            "axi_width": config.axi_width, "vector_bytes": config.vector_bytes, "line_words": config.line_words,
-            "max_k": config.max_k, "max_cycles": config.max_cycles, "tile_rows": config.tile_rows}
+    def reset_profile(self) -> None:
+        self.lib.tellme_csim_profile_reset()
 
 
 def read_project_config(project_dir: Path) -> AcceleratorConfig:
@@ -125,76 +114,33 @@ def project_sources(project_dir: Path) -> dict[str, str]:
     return files
 
 
-class TlmmSim:
-    """The TLMM engine's standalone top (one matrix, one token per call), for one engine config."""
-
-    def __init__(self, library: CsimLibrary, config: AcceleratorConfig):
-        self.config = config
-        self.library = library
-        library.check(engine_constants(config))
-        self._run = library.function(
-            "tellme_csim_tlmm", ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p,
-            ctypes.c_float, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-        )
-
-    @classmethod
-    def build(cls, config: AcceleratorConfig, cache_dir: Path | None = None) -> TlmmSim:
-        """Compile (or reuse from the cache) the engine that `config` generates."""
-        sources = {**engine_sources(config), "config.json": config.to_json()}
-        return cls(CsimLibrary.build(sources, TLMM_UNITS, cache_dir, "TLMM C simulation"), config)
-
-    @classmethod
-    def from_project(cls, project_dir: Path, cache_dir: Path | None = None) -> TlmmSim:
-        """Compile a project folder written by `tellme hls` (which always holds the decoder too)."""
-        config = read_project_config(project_dir)
-        sources = {**project_sources(project_dir), "config.json": config.to_json()}
-        return cls(CsimLibrary.build(sources, DECODER_UNITS, cache_dir, "TLMM C simulation"), config)
-
-    def constants(self) -> dict[str, str]:
-        return self.library.constants()
-
-    def run_lines(self, lines: np.ndarray, k: int, xq: np.ndarray, s_x: np.ndarray, s_w: float) -> np.ndarray:
-        """Weights already in the DDR layout ([N, cycles, line_bytes]); xq int8 [M, K], s_x [M] ->
-        y float32 [M, N]."""
-        lines = np.ascontiguousarray(lines, dtype=np.uint8)
-        xq = np.ascontiguousarray(np.asarray(xq).reshape(-1, k), dtype=np.int8)
-        m, n = xq.shape[0], lines.shape[0]
-        s_x = np.ascontiguousarray(np.asarray(s_x, dtype=np.float32).reshape(-1))
-        if s_x.size != m:
-            raise ValueError(f"s_x has {s_x.size} scales for {m} tokens")
-        y = np.zeros((m, n), dtype=np.float32)
-        rc = self._run(_ptr(lines), lines.nbytes, _ptr(xq), _ptr(s_x), float(np.float32(s_w)), _ptr(y), m, k, n)
-        if rc:
-            raise ValueError(f"C simulation rejected K={k}, N={n}: {_RC_MESSAGES.get(rc, f'error {rc}')}")
-        return y
-
-    def matmul(self, packed: np.ndarray, k: int, xq: np.ndarray, s_x: np.ndarray, s_w: float) -> np.ndarray:
-        """Stored TLMM weights [N, Kp/84, 18] -> y = (xq @ W^T) / (s_x * s_w), float32 [M, N]."""
-        return self.run_lines(tlmm_lines(packed, k, self.config.layout), k, xq, s_x, s_w)
-
-
 class DecoderSim:
-    """tellme_top for one design, with the design's DDR image loaded."""
+    """tellme_top for one design, with the design's static buffers (weight stripes, params) loaded."""
 
     def __init__(self, library: CsimLibrary, design: Design, image: DdrImage):
         self.library = library
         self.design = design
         self.image = image
-        self._owner = library.new_owner()
-        m = design.model
-        library.check({**engine_constants(design.config), "hidden": m.hidden_size, "layers": m.num_hidden_layers,
-                       "max_context": design.context, "attention_pes": design.config.attention_pes})
-        self._load = library.function("tellme_decoder_load_weights", None, ctypes.c_void_p, ctypes.c_size_t)
-        self._forward = library.function("tellme_decoder_forward", ctypes.c_int,
-                                         *[ctypes.c_void_p] * 5, ctypes.c_uint, ctypes.c_uint)
-        self._matvec = library.function("tellme_decoder_matvec", ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p,
-                                        ctypes.c_float, ctypes.c_float, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint)
+        self._owner = next(_OWNER_IDS)
+        m, cfg = design.model, design.config
+        library.check({"ports": cfg.weight_ports, "token_lanes": cfg.tlmm.token_lanes,
+                       "max_block": cfg.prefill_block, "hidden": m.hidden_size, "layers": m.num_hidden_layers,
+                       "max_context": design.context, "attention_lanes": cfg.attention_lanes,
+                       "lm_head": int(cfg.head_on_pl)})
+        vp, sz, ui = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint
+        self._load_stripe = library.function("tellme_csim_load_stripe", None, ui, vp, sz)
+        self._load_params = library.function("tellme_csim_load_params", None, vp, sz)
+        self._forward = library.function("tellme_csim_forward", ctypes.c_int, vp, sz, vp, sz, vp, sz, ui, ui)
+        self._matrix = library.function("tellme_csim_matrix", ctypes.c_int, vp, ui, ui, ui, vp, vp, vp)
 
     @classmethod
-    def build(cls, design: Design, cache_dir: Path | None = None) -> DecoderSim:
-        """Compile the design (or reuse the cached build) and build its DDR image."""
+    def build(cls, design: Design, cache_dir: Path | None = None, profile: bool = False,
+              fast: bool = True) -> DecoderSim:
+        """Compile the design (or reuse the cached build) and build its DDR image. `profile` counts loop
+        iterations; `fast=False` keeps the synthesised ap_int types."""
+        defines = (FAST_CSIM if fast else ()) + (PROFILE if profile else ())
         sources = {**design.sources(), "config.json": design.config.to_json()}
-        library = CsimLibrary.build(sources, DECODER_UNITS, cache_dir, "decoder C simulation")
+        library = CsimLibrary.build(sources, LIBRARY_UNITS, defines, cache_dir, "decoder C simulation")
         return cls(library, design, design.image())
 
     @property
@@ -204,55 +150,69 @@ class DecoderSim:
     def constants(self) -> dict[str, str]:
         return self.library.constants()
 
-    def _ensure_weights(self) -> None:
-        if self.library.weights_owner() != self._owner:
-            self._load(_ptr(self.image.weights), self.image.weights.nbytes)
-            self.library.set_weights_owner(self._owner)
+    def _ensure_image(self) -> None:
+        if _IMAGE_OWNER.get(self.library.path) != self._owner:
+            for p, stripe in enumerate(self.image.stripes):
+                self._load_stripe(p, _ptr(stripe), stripe.nbytes)
+            self._load_params(_ptr(self.image.params), self.image.params.nbytes)
+            _IMAGE_OWNER[self.library.path] = self._owner
 
-    def new_cache(self) -> tuple[np.ndarray, np.ndarray]:
-        """Zeroed K and V caches [layers, max_context, kv_size] of fp16 bit patterns."""
-        c = self.design.model
-        shape = (c.num_hidden_layers, self.max_context, c.kv_size)
-        return np.zeros(shape, dtype=np.uint16), np.zeros(shape, dtype=np.uint16)
+    def new_cache(self) -> np.ndarray:
+        """A zeroed K/V cache: fp16 bit patterns in the design's striped layout (ddr_image)."""
+        return np.zeros(self.design.layout.kv_words * 8, dtype=np.uint16)
 
-    def forward(self, hidden_in: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, pos: int) -> np.ndarray:
-        """Run tokens (embeddings [n, hidden]) at positions [pos, pos + n); caches update in place."""
-        hidden_in = np.ascontiguousarray(hidden_in, dtype=_F32)
+    def forward(self, hidden_in: np.ndarray, kv: np.ndarray, pos: int) -> np.ndarray:
+        """Tokens (embeddings [n, hidden]) at positions [pos, pos + n); the cache updates in place. Returns
+        the final hidden states [n, hidden], or with the LM head on the PL the last token's logits [vocab]."""
+        m, lay = self.design.model, self.design.layout
+        hidden_in = np.asarray(hidden_in, dtype=_F32)
         n = hidden_in.shape[0]
         if pos + n > self.max_context:
             raise UserError(
                 f"{pos + n} positions exceed the design's context of {self.max_context}: "
                 "shorten the prompt or lower --max-new-tokens"
             )
-        for cache in (k_cache, v_cache):
-            if cache.dtype != np.uint16 or not cache.flags.c_contiguous or cache.size != k_cache.size:
-                raise ValueError("KV caches must be contiguous uint16 arrays from new_cache()")
-        hidden_out = np.zeros_like(hidden_in)
-        rc = self.call(self.image.params, k_cache, v_cache, hidden_in, hidden_out, n, pos)
+        if kv.dtype != np.uint16 or not kv.flags.c_contiguous or kv.size != lay.kv_words * 8:
+            raise ValueError("the K/V cache must be a contiguous uint16 array from new_cache()")
+        rows = np.zeros((n, lay.hidden_pad), dtype=_F32)
+        rows[:, : m.hidden_size] = hidden_in
+        head = self.design.config.head_on_pl
+        results = np.zeros(lay.vocab_pad if head else n * lay.hidden_pad, dtype=_F32)
+        rc = self.call(kv, rows, results, n, pos)
         if rc != 0:
             raise RuntimeError(f"tellme_top returned {rc} for n={n}, pos={pos}")
-        return hidden_out
+        if head:
+            return results[: m.vocab_size].copy()
+        return results.reshape(n, lay.hidden_pad)[:, : m.hidden_size].copy()
 
-    def call(self, params: np.ndarray, k_cache: np.ndarray, v_cache: np.ndarray, hidden_in: np.ndarray,
-             hidden_out: np.ndarray, n: int, pos: int) -> int:
-        """tellme_top on caller-owned buffers, unchecked, as the board runs it; returns ap_return.
-        The weights are this simulator's image (loaded into the library when another one had it)."""
-        self._ensure_weights()
-        return int(self._forward(_ptr(params), _ptr(k_cache), _ptr(v_cache), _ptr(hidden_in), _ptr(hidden_out),
-                                 n, pos))
+    def call(self, kv: np.ndarray, hidden_in: np.ndarray, results: np.ndarray, n: int, pos: int) -> int:
+        """tellme_top on caller-owned buffers, unchecked, as the board runs it; returns ap_return. The
+        static buffers are this simulator's image (loaded into the library when another one had it)."""
+        self._ensure_image()
+        return int(self._forward(_ptr(kv), kv.nbytes, _ptr(hidden_in), hidden_in.nbytes, _ptr(results),
+                                 results.nbytes, n, pos))
 
-    def matvec(self, layer: int, proj: str, xq: np.ndarray, s_x: float, s_w: float) -> np.ndarray:
-        """One matrix of the weights image through the decoder's on-chip TLMM path."""
-        n, k = self.design.model.linear_shapes()[proj]
-        o = self.design.offsets
-        offset = layer * o.weight_layer_stride + o.weight_proj[PROJECTIONS.index(proj)]
-        xq = np.ascontiguousarray(xq, dtype=np.int8).reshape(k)
-        y = np.zeros(n, dtype=_F32)
-        self._ensure_weights()
-        rc = self._matvec(offset, _ptr(xq), float(s_x), float(s_w), _ptr(y), k, n)
-        if rc != 0:
-            raise RuntimeError(f"tellme_decoder_matvec returned {rc}")
+    def matrix(self, stripes: np.ndarray, rows: int, wpr: int, xq: np.ndarray, s_x: np.ndarray) -> np.ndarray:
+        """One matrix through the TLMM engine alone: stripes uint8 [P, rows * wpr * 16] (ddr_image's layout),
+        xq int8 [b, K] (K <= wpr * 75), s_x [b] -> float32 [b, rows * P] = acc / s_x."""
+        b, k = xq.shape
+        groups = wpr * 25
+        padded = np.zeros((b, groups * 3), dtype=np.int8)
+        padded[:, :k] = xq
+        stripes = np.ascontiguousarray(stripes, dtype=np.uint8)
+        s_x = np.ascontiguousarray(np.asarray(s_x, dtype=_F32).reshape(b))
+        y = np.zeros((b, rows * self.design.config.weight_ports), dtype=_F32)
+        rc = self._matrix(_ptr(stripes), rows, wpr, b, _ptr(padded), _ptr(s_x), _ptr(y))
+        if rc:
+            raise ValueError(f"the design's buffers do not hold a matrix of {rows} row-steps x {wpr} words "
+                             f"for {b} tokens")
         return y
+
+    def profile(self) -> dict[str, int]:
+        return self.library.profile()
+
+    def reset_profile(self) -> None:
+        self.library.reset_profile()
 
 
 def build_testbench(

@@ -1,15 +1,15 @@
 """A Design: one accelerator configuration for one model on one board, built once and asked everything.
 
-    design = Design.for_model("models/my-model", "kv260", ["tlmm.q=8"])
+    design = Design.for_model("models/my-model", "kv260", ["prefill_block=8"])
     design.write_project("out/hls")        # the Vitis HLS project (tellme hls)
     sim = design.csim()                     # the decoder top compiled by g++ (tellme run --backend csim)
     print(design.fit().describe(), design.speed().describe())
     design.build("bitstreams/kv260/x")      # Vitis HLS + Vivado (tellme build)
 
-It holds the accelerator config (board preset, sized for the model's largest layer, then overrides), the
-model's shape, the KV context the design holds, the DDR image offsets, and (from a model folder) the
-weights for golden vectors and the C simulation. `Design.for_shape` makes one from a shape alone, for
-estimates. The CLI only parses arguments, calls these methods and prints.
+It holds the accelerator config (board preset, checked against the model, then overrides), the model's
+shape, the KV context the design holds, the DDR layout (tellme.models.ddr_image) and, from a model
+folder, the weights for the DDR image, the golden vectors and the C simulation. `Design.for_shape`
+makes one from a shape alone, for estimates. The CLI only parses arguments, calls these and prints.
 """
 
 from __future__ import annotations
@@ -22,16 +22,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tellme.models.config import LAYER_NORMS, PROJECTIONS, ModelConfig
-from tellme.models.ddr_image import DdrImage, ImageOffsets, LineLayout, build_ddr_image, image_offsets, tlmm_lines
+from tellme.models.config import ModelConfig
+from tellme.models.ddr_image import (
+    FLOATS_PER_WORD,
+    INT8_PER_WORD,
+    DdrImage,
+    DdrLayout,
+    build_ddr_image,
+    round_up,
+    words_per_row,
+)
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
-from tellme.models.quant import act_quant
+from tellme.models.numerics import AttentionOrder
 from tellme.models.reference import ReferenceModel
-from tellme.models.tlmm import TlmmWeights
 
 from .boards import Board, board_config, get_board
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, parse_overrides
 
 if TYPE_CHECKING:
     from .csim import DecoderSim
@@ -39,92 +46,40 @@ if TYPE_CHECKING:
     from .perf import SpeedEstimate
 
 ACT_ENUM = {"relu2": 0, "silu": 1}  # elementwise.h activation_t
-TLMM_GOLDEN_LAYER, TLMM_GOLDEN_PROJ, TLMM_GOLDEN_TOKENS = 0, "gate_proj", 2
+ELEMENTWISE_LANES = 15  # elementwise.h: five groups of three a cycle
+ELEMENTWISE_PARTIALS = 8  # rotating partial sums: at least the float adder's latency
+VECTOR_ALIGN = 60  # on-chip vectors start at multiples of the lanes (15) and of a word of floats (4)
+MIN_ACC_DISTANCE = 16  # attention.h: iterations between updates of one accumulator (> fmul + fadd latency)
 DECODER_GOLDEN_TOKENS = 4
+TLMM_GOLDEN_TOKENS = 3
 
 
-def model_sizes(model: ModelConfig) -> tuple[int, int]:
-    """(max in_features, max out_features) over a layer's ternary linears: what the buffers must hold."""
-    shapes = model.linear_shapes().values()
-    return max(k for _, k in shapes), max(n for n, _ in shapes)
+def attention_distance(model: ModelConfig, config: AcceleratorConfig, lanes: int) -> int:
+    """Iterations between two updates of one attention accumulator (attention.h, PV loop)."""
+    chunk = config.chunk
+    row_chunks = model.num_key_value_heads * round_up(model.head_dim, chunk) // chunk
+    group = model.num_attention_heads // model.num_key_value_heads
+    return row_chunks * group * (chunk // lanes)
 
 
 def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[str, ...] = ()) -> AcceleratorConfig:
-    """The board preset sized for the model (largest layer), then the user's overrides, which must still fit."""
+    """The board preset checked against the model, then the user's overrides. Where the preset's attention
+    lanes would let one accumulator update overtake another for this shape, fewer lanes are taken
+    (an override that does is refused)."""
     get_board(board)  # an unknown board is reported before anything else
-    max_k, max_n = model_sizes(model)
-    config = board_config(board, overrides, max_k=max_k, max_n=max_n)
-    if config.max_k < max_k or config.max_n < max_n:
-        raise UserError(
-            f"max_k={config.max_k}, max_n={config.max_n} are too small for the model's layers "
-            f"(need {max_k}, {max_n}): drop those --set overrides"
-        )
+    preset = board_config(board)
+    values = parse_overrides(preset, list(overrides))
+    if "attention_lanes" not in values:
+        lanes = preset.attention_lanes
+        while lanes > 1 and attention_distance(model, preset, lanes) < MIN_ACC_DISTANCE:
+            lanes = max(d for d in range(1, lanes) if preset.chunk % d == 0)
+        values["attention_lanes"] = lanes
+    config = board_config(board, [f"{k}={v}" for k, v in values.items()])
+    distance = attention_distance(model, config, config.attention_lanes)
+    if distance < MIN_ACC_DISTANCE:
+        raise UserError(f"attention_lanes={config.attention_lanes}: an accumulator would be updated every "
+                        f"{distance} cycles for this model (at least {MIN_ACC_DISTANCE}): use fewer lanes")
     return config
-
-
-def tlmm_reference(packed: np.ndarray, k: int, xq: np.ndarray, s_x: np.ndarray,
-                   s_w: float) -> tuple[np.ndarray, np.ndarray]:
-    """(acc int32 [M, N], y float32 [M, N]) with y = float32(acc) / (s_x * s_w), all float32: the TLMM
-    engine's arithmetic, written as the kernel computes it (so a check against it is bit-exact)."""
-    acc = TlmmWeights(packed, k).matmul(np.asarray(xq, dtype=np.int8))
-    s_x = np.asarray(s_x, dtype=np.float32).reshape(-1, 1)
-    y = acc.astype(np.float32) / (s_x * np.float32(s_w))
-    return acc, y.astype(np.float32)
-
-
-@dataclass(frozen=True)
-class TlmmGolden:
-    """Golden vectors of the TLMM testbench: one stored matrix, quantised random activations, numpy's y."""
-
-    source: str  # where the weights came from, for the testbench's comment
-    k: int
-    n: int
-    weights: np.ndarray  # DDR lines uint8 [N, cycles, line_bytes]
-    x: np.ndarray  # int8 [M, K]
-    s_x: np.ndarray  # float32 [M]
-    s_w: np.float32
-    y: np.ndarray  # float32 [M, N]
-
-    @property
-    def m(self) -> int:
-        return int(self.x.shape[0])
-
-    @property
-    def weight_bytes(self) -> int:
-        return int(self.weights.nbytes)
-
-    def files(self) -> dict[str, bytes]:
-        """tb/data file name -> raw little-endian contents."""
-        return {
-            "weights.bin": self.weights.tobytes(),
-            "x.bin": self.x.astype(np.int8).tobytes(),
-            "s_x.bin": self.s_x.astype("<f4").tobytes(),
-            "s_w.bin": np.array([self.s_w], dtype="<f4").tobytes(),
-            "y.bin": self.y.astype("<f4").tobytes(),
-        }
-
-
-@dataclass(frozen=True)
-class DecoderGolden:
-    """A prompt run from position 0 by the numpy reference (fp16 KV cache, as the design stores it)."""
-
-    source: str
-    tokens: list[int]
-    image: DdrImage
-    hidden_in: np.ndarray  # float32 [n, hidden]
-    hidden_out: np.ndarray  # float32 [n, hidden], final-normed
-
-    @property
-    def n(self) -> int:
-        return len(self.tokens)
-
-    def files(self) -> dict[str, bytes]:
-        return {
-            "weights.bin": self.image.weights.tobytes(),
-            "params.bin": self.image.params.astype("<f4").tobytes(),
-            "hidden_in.bin": self.hidden_in.astype("<f4").tobytes(),
-            "hidden_out.bin": self.hidden_out.astype("<f4").tobytes(),
-        }
 
 
 @dataclass(frozen=True)
@@ -135,6 +90,11 @@ class Design:
     config: AcceleratorConfig
     model: ModelConfig
     folder: ModelFolder | None = None  # the weights, when made from a model folder
+
+    def __post_init__(self) -> None:
+        if self.config.tlmm.tile_words < self.layout.max_wpr:
+            raise UserError(f"tlmm.tile_words={self.config.tlmm.tile_words} cannot hold one row of this model "
+                            f"({self.layout.max_wpr} words): raise it")
 
     # --- construction ---
     @classmethod
@@ -163,63 +123,106 @@ class Design:
         """Positions the KV cache holds: the board's max_context, capped by the model's."""
         return min(self.config.max_context, self.model.max_position_embeddings)
 
+    @cached_property
+    def layout(self) -> DdrLayout:
+        return DdrLayout(self.model, self.config.weight_ports, self.context, self.config.kv_block,
+                         self.config.head_on_pl)
+
     @property
-    def layout(self) -> LineLayout:
-        """How the weights are cut into lines of Q index vectors (hls/kernels/tlmm.h)."""
-        return self.config.layout
+    def reference_head(self) -> str:
+        """The LM head the numpy reference computes to predict this design."""
+        return "int8" if self.config.head_on_pl else "float32"
 
     @cached_property
-    def offsets(self) -> ImageOffsets:
-        return image_offsets(self.model, self.layout, self.context)
-
-    @property
-    def max_dim(self) -> int:
-        c = self.model
-        return max(c.hidden_size, c.intermediate_size, c.q_size)
-
-    @property
-    def act_enum(self) -> int:
-        return ACT_ENUM[self.model.hidden_act]
+    def constants(self) -> dict[str, dict[str, object]]:
+        """Every constant of config.h: struct name -> field -> value (ints, bools, the float eps)."""
+        m, cfg, lay = self.model, self.config, self.layout
+        mats = {mx.name: mx for mx in lay.matrices}
+        off = lay.param_offsets
+        act_att = round_up(m.hidden_size, VECTOR_ALIGN)
+        act_m = act_att + round_up(m.q_size, VECTOR_ALIGN)
+        act_dim = act_m + round_up(m.intermediate_size, VECTOR_ALIGN)
+        norm_dim = round_up(max(m.hidden_size, m.q_size, m.intermediate_size), VECTOR_ALIGN)
+        max_rows = max(mx.rows_per_stripe for mx in lay.matrices)
+        phases = [mx.words for mx in lay.matrices] + [lay.head_rows_per_stripe * lay.head_row_words]
+        b = cfg.prefill_block
+        io_words = max(b * lay.hidden_pad, off["layer_stride"], b * lay.rope_half_pad) // FLOATS_PER_WORD
+        tlmm = {"ports": cfg.weight_ports, "token_lanes": cfg.tlmm.token_lanes, "max_block": b,
+                "max_wpr": lay.max_wpr, "max_rows": max_rows, "tile_words": cfg.tlmm.tile_words}
+        elementwise = {"lanes": ELEMENTWISE_LANES, "partials": ELEMENTWISE_PARTIALS}
+        attention = {"ports": cfg.weight_ports, "chunk": cfg.chunk, "lanes": cfg.attention_lanes,
+                     "head_dim": m.head_dim, "head_dim_pad": lay.head_dim_pad, "heads": m.num_attention_heads,
+                     "kv_heads": m.num_key_value_heads, "kv_block": cfg.kv_block, "max_block": b,
+                     "max_context": self.context}
+        model = {
+            "ports": cfg.weight_ports, "layers": m.num_hidden_layers, "hidden": m.hidden_size,
+            "hidden_pad": lay.hidden_pad, "intermediate": m.intermediate_size,
+            "intermediate_pad": round_up(m.intermediate_size, FLOATS_PER_WORD), "q_size": m.q_size,
+            "q_size_pad": round_up(m.q_size, FLOATS_PER_WORD), "kv_size": m.kv_size,
+            "heads": m.num_attention_heads, "kv_heads": m.num_key_value_heads, "head_dim": m.head_dim,
+            "head_dim_pad": lay.head_dim_pad, "max_context": self.context, "act": ACT_ENUM[m.hidden_act],
+            "act_att": act_att, "act_m": act_m, "act_dim": act_dim, "norm_dim": norm_dim,
+            "layer_words": lay.layer_words, "final_wpr": words_per_row(m.hidden_size),
+        }
+        for name in ("qkv", "o", "gateup", "down"):
+            mx = mats[name]
+            model.update({f"{name}_rows": mx.rows_per_stripe, f"{name}_wpr": mx.wpr, f"{name}_offset": mx.offset})
+        model.update({
+            "kv_block": cfg.kv_block, "kv_row_words": lay.kv_row_words, "kv_layer_words": lay.kv_layer_words,
+            "kv_stripe_words": lay.kv_stripe_words,
+            "p_layer_stride": off["layer_stride"], "p_final_norm": off["final_norm"], "p_rope_cos": off["rope_cos"],
+            "p_rope_sin": off["rope_sin"], "rope_half_pad": lay.rope_half_pad,
+            "lm_head": cfg.head_on_pl, "head_offset": lay.head_offset, "head_rows": lay.head_rows_per_stripe,
+            "head_row_words": lay.head_row_words, "head_values": round_up(m.hidden_size, INT8_PER_WORD),
+            "vocab": m.vocab_size, "max_phase_words": max(phases), "max_io_words": io_words,
+            "stripe_fifo_depth": cfg.fifo_depth, "io_fifo_depth": _pow2_at_least(off["layer_stride"] // 4, 64),
+        })
+        return {"tlmm_config": tlmm, "elementwise_config": elementwise, "attention_config": attention,
+                "model_config": model}
 
     @property
     def eps_literal(self) -> str:
         """The float32 epsilon as a C literal that reads back to the same float."""
         return f"{float(np.float32(self.model.rms_norm_eps)):.9g}f"
 
-    @property
-    def weight_offsets(self) -> list[tuple[str, int]]:
-        o = self.offsets
-        return [("w_layer_stride", o.weight_layer_stride)] + [
-            (f"w_{name}", value) for name, value in zip(PROJECTIONS, o.weight_proj, strict=True)
+    def top_arguments(self) -> list[dict[str, str]]:
+        """The top function's arguments: name, kind (buffer or scalar), the named buffer or value it
+        carries, and its AXI bundle. Several arguments may name one buffer (the K/V cache is read through
+        every weight port and written through the io port)."""
+        args = []
+        for p in range(self.config.weight_ports):
+            args.append({"name": f"weights{p}", "kind": "buffer", "buffer": f"weights{p}", "bundle": f"gmem{p}"})
+        for p in range(self.config.weight_ports):
+            args.append({"name": f"kv{p}", "kind": "buffer", "buffer": "kv", "bundle": f"gmem{p}"})
+        args += [
+            {"name": "params", "kind": "buffer", "buffer": "params", "bundle": "gmem_io"},
+            {"name": "hidden_in", "kind": "buffer", "buffer": "hidden_in", "bundle": "gmem_io"},
+            {"name": "kv_out", "kind": "buffer", "buffer": "kv", "bundle": "gmem_io"},
+            {"name": "results", "kind": "buffer", "buffer": "results", "bundle": "gmem_io"},
+            {"name": "n_tokens", "kind": "scalar", "value": "n", "bundle": "control"},
+            {"name": "first_pos", "kind": "scalar", "value": "pos", "bundle": "control"},
         ]
+        return args
 
-    @property
-    def param_offsets(self) -> list[tuple[str, int]]:
-        o = self.offsets
-        return (
-            [("p_layer_stride", o.param_layer_stride)]
-            + [(f"p_{name}", value) for name, value in zip(LAYER_NORMS, o.param_norms, strict=True)]
-            + [("p_scales", o.param_scales), ("p_final_norm", o.param_final_norm),
-               ("p_rope_cos", o.param_rope_cos), ("p_rope_sin", o.param_rope_sin)]
-        )
+    def buffer_words(self) -> dict[str, int]:
+        """128-bit words of every named buffer (what the host allocates)."""
+        lay, c = self.layout, self.context
+        words = {f"weights{p}": lay.stripe_words for p in range(self.config.weight_ports)}
+        words["params"] = lay.param_offsets["total"] // FLOATS_PER_WORD
+        words["kv"] = lay.kv_words
+        words["hidden_in"] = c * lay.hidden_pad // FLOATS_PER_WORD
+        results = lay.vocab_pad if self.config.head_on_pl else c * lay.hidden_pad
+        words["results"] = results // FLOATS_PER_WORD
+        return words
 
     @property
     def depth(self) -> dict[str, int]:
-        """Array sizes for the m_axi depth pragmas (what C/RTL co-simulation allocates)."""
-        c, cfg = self.model, self.config
-        return {
-            "weights": self.offsets.weight_words,
-            "params": self.offsets.param_floats,
-            "cache": c.num_hidden_layers * self.context * c.kv_size,
-            "hidden": self.context * c.hidden_size,
-            "tlmm_weights": cfg.max_n * cfg.max_cycles * cfg.line_words,
-            "tlmm_x": -(-cfg.max_k // (cfg.axi_width // 8)),
-            "tlmm_y": cfg.max_n,
-        }
-
-    def with_config(self, **changes: object) -> Design:
-        """The same model with some accelerator parameters changed (validated)."""
-        return dataclasses.replace(self, config=dataclasses.replace(self.config, **changes))
+        """m_axi depth per bundle (what C/RTL co-simulation allocates): every port of a bundle gets the
+        same options, so the largest of its buffers."""
+        words = self.buffer_words()
+        weights = max(words[f"weights{p}"] for p in range(self.config.weight_ports))
+        io = max(words["params"], words["hidden_in"], words["kv"], words["results"])
+        return {"weights": max(weights, words["kv"]), "io": io}
 
     # --- what it needs from the weights ---
     def _weights(self) -> ModelFolder:
@@ -228,35 +231,45 @@ class Design:
         return self.folder
 
     def image(self) -> DdrImage:
-        """The weights and params images the board uploads (tellme.models.ddr_image)."""
-        return build_ddr_image(self._weights(), self.layout, self.context)
-
-    def tlmm_golden(self, tokens: int = TLMM_GOLDEN_TOKENS, seed: int = 0) -> TlmmGolden:
-        """One matrix of the model (layer 0 gate_proj) and quantised random activations through numpy."""
+        """The weight stripes and params the board uploads (tellme.models.ddr_image)."""
         folder = self._weights()
-        name = f"layers.{TLMM_GOLDEN_LAYER}.{TLMM_GOLDEN_PROJ}"
-        n, k = self.model.linear_shapes()[TLMM_GOLDEN_PROJ]
-        packed = folder.tensor(f"{name}.tlmm")
-        s_w = np.float32(folder.tensor(f"{name}.scale").reshape(-1)[0])
-        xq, s_x = act_quant(np.random.default_rng(seed).standard_normal((tokens, k)).astype(np.float32))
-        _, y = tlmm_reference(packed, k, xq, s_x, s_w)
-        return TlmmGolden(
-            source=f"{name} of {self.name} (K={k}, N={n}), random activations", k=k, n=n,
-            weights=tlmm_lines(packed, k, self.layout), x=xq, s_x=s_x.reshape(-1), s_w=s_w, y=y,
-        )
+        head = folder.int8_table(folder.head_name) if self.config.head_on_pl else None
+        return build_ddr_image(folder, self.layout, head)
 
-    def decoder_golden(self, n_tokens: int = DECODER_GOLDEN_TOKENS, seed: int = 0) -> DecoderGolden:
-        """A prompt of random tokens through the reference with an fp16 KV cache."""
-        folder = self._weights()
-        model = ReferenceModel(folder, kv_dtype=np.float16)
+    @property
+    def attention_order(self) -> AttentionOrder:
+        """How this design cuts attention (what the reference needs to predict it bit for bit)."""
+        return AttentionOrder(self.config.chunk, self.config.attention_lanes, self.layout.head_dim_pad,
+                              self.config.kv_block)
+
+    def reference(self) -> ReferenceModel:
+        """The numpy model with this design's arithmetic: fp16 KV cache, the design's LM head, every float
+        operation in the accelerator's order (tellme.models.numerics)."""
+        return ReferenceModel(self._weights(), kv_dtype=np.float16, lm_head=self.reference_head,
+                              order=self.attention_order)
+
+    def decoder_golden(self, n_tokens: int = DECODER_GOLDEN_TOKENS, seed: int = 0) -> dict[str, object]:
+        """A prompt of random tokens through the reference: the embeddings in and what the top writes out
+        (every token's hidden state, or the last token's logits)."""
+        model = self.reference()
         n = min(n_tokens, self.context)
         tokens = np.random.default_rng(seed).integers(0, self.model.vocab_size, n).tolist()
-        hidden_out = model.forward(tokens, model.new_cache(self.context))
-        return DecoderGolden(
-            source=f"{n} random tokens through {self.name}, numpy reference with fp16 KV",
-            tokens=tokens, image=self.image(), hidden_in=model.embed(tokens),
-            hidden_out=hidden_out.astype(np.float32),
-        )
+        hidden = model.forward(tokens, model.new_cache(self.context))
+        out = model.lm_head_logits(hidden[-1:])[0] if self.config.head_on_pl else hidden
+        return {"tokens": tokens, "hidden_in": model.embed(tokens).astype(np.float32),
+                "expected": np.asarray(out, dtype=np.float32)}
+
+    def tlmm_golden(self, tokens: int = TLMM_GOLDEN_TOKENS, seed: int = 0) -> dict[str, np.ndarray]:
+        """Layer 0's qkv matrix and random int8 activations: the integer sums numpy's TLMM gives."""
+        from tellme.models.tlmm import TlmmWeights
+
+        folder = self._weights()
+        qkv = self.layout.matrices[0]
+        rng = np.random.default_rng(seed)
+        xq = rng.integers(-128, 128, (tokens, qkv.k)).astype(np.int8)
+        sums = np.concatenate([TlmmWeights(folder.tensor(f"layers.0.{p}.tlmm"), qkv.k).matmul(xq)
+                               for p in ("q_proj", "k_proj", "v_proj")], axis=1)
+        return {"xq": xq, "acc": sums.astype(np.int32)}
 
     # --- what it does ---
     def sources(self) -> dict[str, str]:
@@ -293,3 +306,11 @@ class Design:
         from .build import build_design
 
         return build_design(self, Path(out) if out else None, dry_run=dry_run, force=force)
+
+
+def _pow2_at_least(n: int, floor: int) -> int:
+    size = floor
+    while size < n:
+        size *= 2
+    return size
+

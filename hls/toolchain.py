@@ -16,13 +16,15 @@ from pathlib import Path
 from tellme.models.errors import UserError
 
 CXX_STANDARD = "-std=c++14"
-BASE_FLAGS = (CXX_STANDARD, "-O2", "-Wno-unknown-pragmas")
+# -ffp-contract=off: every float multiply and add rounds on its own, as in the hardware and in numpy
+BASE_FLAGS = (CXX_STANDARD, "-O2", "-ffp-contract=off", "-Wno-unknown-pragmas")
 # shift-base is off: ap_types sign-extends with left shifts of negative values, which C++20 defines
 # but UBSan flags under C++14; every other UB check stays fatal.
 SANITIZE_FLAGS = (
     CXX_STANDARD,
     "-O1",
     "-g",
+    "-ffp-contract=off",
     "-Wno-unknown-pragmas",
     "-fno-omit-frame-pointer",
     "-fsanitize=address,undefined",

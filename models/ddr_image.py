@@ -1,173 +1,360 @@
-"""The DDR image of a model: what the accelerator reads through its m_axi ports (models/FORMAT.md).
+"""The DDR image of a model: the buffers the accelerator streams, their layout and their offsets
+(models/FORMAT.md has the byte-level description; hls/kernels/prefetch.h reads exactly this).
 
-Two contiguous buffers, built once and uploaded once:
-  weights  uint8: every ternary matrix in the TLMM "line" layout, layer by layer, in PROJECTIONS order
-  params   float32: per layer the four norm weights and the seven weight divisors s_w, then the final
-           norm, then the RoPE cos and sin tables [max_context, head_dim]
-Offsets are fixed by the model shape and the engine layout (T, Q, AXI width), so the generator writes
-the same numbers into the design's config.h that this module uses to build the image. numpy only:
-the board host builds the image too.
+Everything is in 128-bit words. Three kinds of buffer:
+  stripes  P weight buffers, one per weight port. Every ternary matrix of every layer, in schedule
+           order (qkv, o, gate/up, down), then the int8 LM head: row r of a matrix lives on stripe
+           r % P, so the P ports stream P rows side by side and the engine consumes them in lockstep.
+           A ternary row is ceil(ceil(K/3)/25) index words of 25 five-bit group indices (the zero
+           group 13 past K); an LM-head row is ceil(hidden/16) words of int8 and one word holding
+           its float32 divisor.
+  kv       one fp16 K/V cache, stripe-major: each stripe's share of every row sits together, in blocks
+           of R positions (R K rows, then R V rows), so a weight port streams its part of a layer's
+           cache in one burst. Each head is padded to a whole number of chunks (8 fp16 per port).
+  io       params (norm weights, weight divisors, RoPE half tables: float32), hidden states in and out,
+           logits out: read and written through the accelerator's io port.
+numpy only: the board host builds the image too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
+from .config import LAYER_NORMS, ModelConfig
 from .model_folder import ModelFolder
-from .packing import (
-    K_ALIGN,
-    ZERO_INDEX,
-    G,
-    T,
-    pack_vectors,
-    padded_k,
-    unpack_index_vectors,
-    unpack_vectors,
-    vector_bytes,
-)
+from .packing import G, WORD_INDICES, ZERO_INDEX, pack_vectors, unpack_index_vectors, unpack_vectors
 
-SCALE_SLOTS = 8  # s_w of the 7 projections, padded to 8 floats
+WORD_BYTES = 16  # every streamed buffer is in 128-bit words
+FLOATS_PER_WORD = WORD_BYTES // 4
+HALVES_PER_WORD = WORD_BYTES // 2
+INT8_PER_WORD = WORD_BYTES
+SCALE_SLOTS = 8  # per layer: the divisors s_w of q, k, v, o, gate, up, down, and one spare
+# schedule order of a layer's matrices; qkv stacks q, k, v rows; gateup interleaves gate and up rows
+MATRICES = ("qkv", "o", "gateup", "down")
+SCALE_INDEX = {"q_proj": 0, "k_proj": 1, "v_proj": 2, "o_proj": 3, "gate_proj": 4, "up_proj": 5, "down_proj": 6}
 
 
-def _ceil_div(a: int, b: int) -> int:
+def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def round_up(a: int, b: int) -> int:
+    return ceil_div(a, b) * b
+
+
+def words_per_row(k: int) -> int:
+    """Index words of one ternary row of k inputs."""
+    return ceil_div(ceil_div(k, G), WORD_INDICES)
+
+
 @dataclass(frozen=True)
-class LineLayout:
-    """How one weight matrix is cut into lines of Q index vectors of T indices (see hls/kernels/tlmm.h)."""
+class MatrixLayout:
+    """One of a layer's four streamed matrices."""
 
-    t: int = T
-    q: int = 8
-    axi_width: int = 128
-
-    @property
-    def vector_bytes(self) -> int:
-        return vector_bytes(self.t)
-
-    @property
-    def line_words(self) -> int:
-        return _ceil_div(self.q * self.vector_bytes * 8, self.axi_width)
+    name: str  # qkv | o | gateup | down
+    n: int  # output rows (before padding to the ports)
+    k: int  # inputs
+    rows_per_stripe: int
+    wpr: int  # index words per row
+    offset: int  # words from the start of the layer, in every stripe
 
     @property
-    def line_bytes(self) -> int:
-        return self.line_words * self.axi_width // 8
-
-    def cycles(self, k: int) -> int:
-        """Lines (lookup cycles) per row of in_features k."""
-        return _ceil_div(_ceil_div(k, G * self.t), self.q)
-
-    def matrix_words(self, n: int, k: int) -> int:
-        return n * self.cycles(k) * self.line_words
+    def words(self) -> int:
+        return self.rows_per_stripe * self.wpr
 
 
-def tlmm_lines(packed: np.ndarray, k: int, layout: LineLayout) -> np.ndarray:
-    """Stored TLMM form [N, Kp/84, 18] of a K-input matrix -> DDR lines uint8 [N, cycles, line_bytes]."""
-    packed = np.asarray(packed, dtype=np.uint8)
-    if packed.ndim != 3 or packed.shape[1] * K_ALIGN != padded_k(k):
+@dataclass(frozen=True)
+class DdrLayout:
+    """Where everything sits, for one model shape and one accelerator geometry."""
+
+    model: ModelConfig
+    ports: int  # P: weight ports = stripes
+    context: int  # positions of the KV cache
+    kv_block: int  # R: positions per K/V block
+    lm_head: bool  # the int8 LM head streams after the layers
+
+    # --- weights ---
+    @cached_property
+    def matrices(self) -> tuple[MatrixLayout, ...]:
+        m = self.model
+        h, i, q, kv = m.hidden_size, m.intermediate_size, m.q_size, m.kv_size
+        shapes = {"qkv": (q + 2 * kv, h), "o": (h, q), "gateup": (2 * i, h), "down": (h, i)}
+        out, at = [], 0
+        for name in MATRICES:
+            n, k = shapes[name]
+            layout = MatrixLayout(name, n, k, ceil_div(n, self.ports), words_per_row(k), at)
+            out.append(layout)
+            at += layout.words
+        return tuple(out)
+
+    @property
+    def layer_words(self) -> int:
+        return sum(m.words for m in self.matrices)
+
+    @property
+    def max_wpr(self) -> int:
+        return max(m.wpr for m in self.matrices)
+
+    @property
+    def head_offset(self) -> int:
+        return self.model.num_hidden_layers * self.layer_words
+
+    @property
+    def head_row_words(self) -> int:
+        """An LM-head row: int8 values, then one word with the row's divisor."""
+        return ceil_div(self.model.hidden_size, INT8_PER_WORD) + 1
+
+    @property
+    def head_rows_per_stripe(self) -> int:
+        return ceil_div(self.model.vocab_size, self.ports) if self.lm_head else 0
+
+    @property
+    def stripe_words(self) -> int:
+        return self.head_offset + self.head_rows_per_stripe * self.head_row_words
+
+    # --- KV cache ---
+    @property
+    def chunk(self) -> int:
+        """fp16 values the ports deliver per cycle: one word (8 values) each."""
+        return HALVES_PER_WORD * self.ports
+
+    @property
+    def head_dim_pad(self) -> int:
+        return round_up(self.model.head_dim, self.chunk)
+
+    @property
+    def kv_row_values(self) -> int:
+        return self.model.num_key_value_heads * self.head_dim_pad
+
+    @property
+    def kv_row_words(self) -> int:
+        """Words of one K (or V) row in one stripe."""
+        return self.kv_row_values // self.chunk
+
+    @property
+    def kv_blocks(self) -> int:
+        return ceil_div(self.context, self.kv_block)
+
+    @property
+    def kv_layer_words(self) -> int:
+        return self.kv_blocks * 2 * self.kv_block * self.kv_row_words
+
+    @property
+    def kv_stripe_words(self) -> int:
+        return self.model.num_hidden_layers * self.kv_layer_words
+
+    @property
+    def kv_words(self) -> int:
+        return self.ports * self.kv_stripe_words
+
+    def kv_row_offset(self, stripe: int, layer: int, position: int, value: bool) -> int:
+        """Word offset of one stripe's share of a K (value=False) or V row."""
+        block, row = divmod(position, self.kv_block)
+        return (stripe * self.kv_stripe_words + layer * self.kv_layer_words
+                + (block * 2 * self.kv_block + row + (self.kv_block if value else 0)) * self.kv_row_words)
+
+    # --- params and io ---
+    @cached_property
+    def param_offsets(self) -> dict[str, int]:
+        """Float offsets of a layer's vectors (inside a layer) and of the globals, all word-aligned."""
+        m = self.model
+        dims = {"input_layernorm": m.hidden_size, "post_attention_layernorm": m.hidden_size,
+                "attn_sub_norm": m.q_size, "ffn_sub_norm": m.intermediate_size}
+        out, at = {}, 0
+        for name in LAYER_NORMS:
+            out[name] = at
+            at += round_up(dims[name], FLOATS_PER_WORD)
+        out["scales"] = at
+        at += SCALE_SLOTS
+        out["layer_stride"] = at
+        at = m.num_hidden_layers * at
+        out["final_norm"] = at
+        at += round_up(m.hidden_size, FLOATS_PER_WORD)
+        out["rope_cos"] = at
+        at += self.context * self.rope_half_pad
+        out["rope_sin"] = at
+        at += self.context * self.rope_half_pad
+        out["total"] = at
+        return out
+
+    @property
+    def rope_half_pad(self) -> int:
+        """Floats of one position's half table (cos[i] == cos[i + head_dim/2]), padded to whole words."""
+        return round_up(self.model.head_dim // 2, FLOATS_PER_WORD)
+
+    @property
+    def hidden_pad(self) -> int:
+        return round_up(self.model.hidden_size, FLOATS_PER_WORD)
+
+    @property
+    def vocab_pad(self) -> int:
+        return round_up(self.model.vocab_size, FLOATS_PER_WORD)
+
+    def bytes_per_token(self, position: int) -> dict[str, int]:
+        """What one decode step at KV length `position` streams through the weight ports."""
+        blocks = ceil_div(position, self.kv_block)
+        return {
+            "weights": self.ports * self.head_offset * WORD_BYTES,
+            "lm_head": self.ports * self.head_rows_per_stripe * self.head_row_words * WORD_BYTES,
+            "kv": self.ports * self.model.num_hidden_layers * (2 * position * self.kv_row_words) * WORD_BYTES,
+            "kv_blocks": blocks,
+        }
+
+
+# --- building the weights stripes ---
+
+def row_indices(packed: np.ndarray, k: int, wpr: int) -> np.ndarray:
+    """Stored TLMM form [N, Kp/84, 18] -> group indices [N, wpr*25], zero group past K."""
+    idx = unpack_index_vectors(np.asarray(packed, dtype=np.uint8))
+    used = ceil_div(k, G)
+    if idx.shape[1] < used or np.any(idx[:, used:] != ZERO_INDEX):
         raise ValueError(f"stored TLMM weights of shape {packed.shape} do not hold K={k}")
-    idx = unpack_index_vectors(packed)  # [N, Kp/3]
-    n = idx.shape[0]
-    cycles = layout.cycles(k)
-    used = _ceil_div(k, G)
-    if np.any(idx[:, used:] != ZERO_INDEX):
-        raise ValueError(f"stored TLMM weights have non-zero groups beyond K={k}")
-    lanes = np.full((n, cycles * layout.q * layout.t), ZERO_INDEX, dtype=np.uint8)
-    lanes[:, :used] = idx[:, :used]
-    vectors = pack_vectors(lanes.reshape(n, cycles, layout.q * layout.t), layout.t)
-    lines = np.zeros((n, cycles, layout.line_bytes), dtype=np.uint8)
-    lines[:, :, : layout.q * layout.vector_bytes] = vectors.reshape(n, cycles, layout.q * layout.vector_bytes)
-    return lines
+    out = np.full((idx.shape[0], wpr * WORD_INDICES), ZERO_INDEX, dtype=np.uint8)
+    out[:, :used] = idx[:, :used]
+    return out
 
 
-def line_indices(lines: np.ndarray, layout: LineLayout) -> np.ndarray:
-    """Inverse of tlmm_lines up to the padding: lines [N, cycles, line_bytes] -> indices [N, cycles*Q*T]."""
-    lines = np.asarray(lines, dtype=np.uint8)
-    n, cycles, _ = lines.shape
-    vectors = lines[:, :, : layout.q * layout.vector_bytes].reshape(n, cycles * layout.q, layout.vector_bytes)
-    return unpack_vectors(vectors, layout.t)
+def matrix_words(indices: np.ndarray, wpr: int) -> np.ndarray:
+    """Group indices [N, wpr*25] -> index words uint8 [N, wpr, 16]."""
+    return pack_vectors(indices, WORD_INDICES).reshape(indices.shape[0], wpr, WORD_BYTES)
 
 
-@dataclass(frozen=True)
-class ImageOffsets:
-    """Where everything sits. Weight offsets in AXI words, params offsets in floats."""
-
-    weight_proj: tuple[int, ...]  # offset of each projection inside a layer
-    weight_layer_stride: int
-    weight_words: int
-    param_norms: tuple[int, ...]  # offset of each LAYER_NORMS vector inside a layer
-    param_scales: int  # offset of the SCALE_SLOTS divisors inside a layer
-    param_layer_stride: int
-    param_final_norm: int
-    param_rope_cos: int
-    param_rope_sin: int
-    param_floats: int
-    max_context: int
+def word_indices(words: np.ndarray) -> np.ndarray:
+    """Inverse of matrix_words: [N, wpr, 16] -> [N, wpr*25] indices."""
+    words = np.asarray(words, dtype=np.uint8)
+    return unpack_vectors(words, WORD_INDICES).reshape(words.shape[0], -1)
 
 
-def image_offsets(config: ModelConfig, layout: LineLayout, max_context: int) -> ImageOffsets:
-    shapes = config.linear_shapes()
-    proj, at = [], 0
-    for name in PROJECTIONS:
-        proj.append(at)
-        n, k = shapes[name]
-        at += layout.matrix_words(n, k)
-    layer_words = at
-    dims = {"input_layernorm": config.hidden_size, "post_attention_layernorm": config.hidden_size,
-            "attn_sub_norm": config.q_size, "ffn_sub_norm": config.intermediate_size}
-    norms, p = [], 0
-    for name in LAYER_NORMS:
-        norms.append(p)
-        p += dims[name]
-    scales = p
-    layer_floats = p + SCALE_SLOTS
-    final = config.num_hidden_layers * layer_floats
-    cos = final + config.hidden_size
-    sin = cos + max_context * config.head_dim
-    return ImageOffsets(
-        weight_proj=tuple(proj), weight_layer_stride=layer_words,
-        weight_words=config.num_hidden_layers * layer_words,
-        param_norms=tuple(norms), param_scales=scales, param_layer_stride=layer_floats,
-        param_final_norm=final, param_rope_cos=cos, param_rope_sin=sin,
-        param_floats=sin + max_context * config.head_dim, max_context=max_context,
-    )
+def stripe_rows(rows: np.ndarray, ports: int) -> list[np.ndarray]:
+    """[N, ...] rows (N a multiple of ports) -> per stripe [N/ports, ...]: row r to stripe r % ports."""
+    return [rows[p::ports] for p in range(ports)]
+
+
+def _pad_rows(words: np.ndarray, rows: int, fill: np.ndarray) -> np.ndarray:
+    if words.shape[0] == rows:
+        return words
+    pad = np.broadcast_to(fill, (rows - words.shape[0], *words.shape[1:]))
+    return np.concatenate([words, pad])
+
+
+def _zero_row(wpr: int) -> np.ndarray:
+    return matrix_words(np.full((1, wpr * WORD_INDICES), ZERO_INDEX, dtype=np.uint8), wpr)[0]
+
+
+def matrix_rows(folder: ModelFolder, layer: int, matrix: MatrixLayout) -> np.ndarray:
+    """A streamed matrix's rows as index words [rows_per_stripe * P, wpr, 16], in row order."""
+    m = folder.config
+
+    def words(proj: str) -> np.ndarray:
+        return matrix_words(row_indices(folder.tensor(f"layers.{layer}.{proj}.tlmm"), matrix.k, matrix.wpr),
+                            matrix.wpr)
+
+    if matrix.name == "qkv":
+        rows = np.concatenate([words("q_proj"), words("k_proj"), words("v_proj")])
+    elif matrix.name == "gateup":
+        gate, up = words("gate_proj"), words("up_proj")
+        rows = np.empty((2 * m.intermediate_size, matrix.wpr, WORD_BYTES), dtype=np.uint8)
+        rows[0::2], rows[1::2] = gate, up
+    else:
+        rows = words(f"{matrix.name}_proj")
+    return rows
+
+
+def head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> np.ndarray:
+    """int8 LM head [vocab, hidden] and its row divisors [vocab] -> words uint8 [rows, head_row_words, 16]."""
+    vocab, hidden = table_q.shape
+    data = layout.head_row_words - 1
+    rows = np.zeros((vocab, layout.head_row_words, WORD_BYTES), dtype=np.uint8)
+    flat = np.zeros((vocab, data * INT8_PER_WORD), dtype=np.int8)
+    flat[:, :hidden] = table_q
+    rows[:, :data] = flat.view(np.uint8).reshape(vocab, data, WORD_BYTES)
+    rows[:, data, :4] = np.asarray(divisors, dtype="<f4").reshape(vocab, 1).view(np.uint8)
+    return rows
 
 
 @dataclass
 class DdrImage:
-    weights: np.ndarray  # uint8 [weight_words * axi_width / 8]
-    params: np.ndarray  # float32 [param_floats]
-    offsets: ImageOffsets
-    layout: LineLayout
+    """The static buffers the host uploads once: the weight stripes and the params."""
+
+    layout: DdrLayout
+    stripes: list[np.ndarray]  # P x uint8 [stripe_words * 16]
+    params: np.ndarray  # float32 [param_offsets["total"]]
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Named static buffers, as the design's top arguments name them."""
+        out = {f"weights{p}": s for p, s in enumerate(self.stripes)}
+        out["params"] = self.params
+        return out
 
 
-def build_ddr_image(folder: ModelFolder, layout: LineLayout, max_context: int) -> DdrImage:
-    """The model's weights and parameters images for an engine with this layout and context."""
+def build_params(folder: ModelFolder, layout: DdrLayout) -> np.ndarray:
     from .reference import rope_tables
 
-    c = folder.config
-    if max_context > c.max_position_embeddings:
-        raise ValueError(f"max_context {max_context} exceeds max_position_embeddings {c.max_position_embeddings}")
-    off = image_offsets(c, layout, max_context)
-    word_bytes = layout.axi_width // 8
-    weights = np.zeros(off.weight_words * word_bytes, dtype=np.uint8)
-    params = np.zeros(off.param_floats, dtype=np.float32)
-    shapes = c.linear_shapes()
+    c, off = folder.config, layout.param_offsets
+    params = np.zeros(off["total"], dtype=np.float32)
     for i in range(c.num_hidden_layers):
-        for j, name in enumerate(PROJECTIONS):
-            lines = tlmm_lines(folder.tensor(f"layers.{i}.{name}.tlmm"), shapes[name][1], layout).ravel()
-            start = (i * off.weight_layer_stride + off.weight_proj[j]) * word_bytes
-            weights[start : start + lines.size] = lines
-            params[i * off.param_layer_stride + off.param_scales + j] = folder.tensor(f"layers.{i}.{name}.scale")[0]
-        for j, name in enumerate(LAYER_NORMS):
+        base = i * off["layer_stride"]
+        for name in LAYER_NORMS:
             vector = folder.tensor(f"layers.{i}.{name}")
-            start = i * off.param_layer_stride + off.param_norms[j]
-            params[start : start + vector.size] = vector
-    params[off.param_final_norm : off.param_final_norm + c.hidden_size] = folder.tensor("norm")
-    cos, sin = rope_tables(c, max_context)
-    params[off.param_rope_cos : off.param_rope_sin] = cos.ravel()
-    params[off.param_rope_sin :] = sin.ravel()
-    return DdrImage(weights=weights, params=params, offsets=off, layout=layout)
+            params[base + off[name] : base + off[name] + vector.size] = vector
+        for proj, slot in SCALE_INDEX.items():
+            params[base + off["scales"] + slot] = folder.tensor(f"layers.{i}.{proj}.scale")[0]
+    params[off["final_norm"] : off["final_norm"] + c.hidden_size] = folder.tensor("norm")
+    cos, sin = rope_tables(c, layout.context)
+    half = c.head_dim // 2
+    for name, table in (("rope_cos", cos), ("rope_sin", sin)):
+        rows = np.zeros((layout.context, layout.rope_half_pad), dtype=np.float32)
+        rows[:, :half] = table[:, :half]
+        params[off[name] : off[name] + rows.size] = rows.ravel()
+    return params
+
+
+def build_ddr_image(folder: ModelFolder, layout: DdrLayout, head: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> DdrImage:
+    """The stripes and params for a model folder. `head` is the int8 LM head and its row divisors,
+    required when the layout streams the head."""
+    c = folder.config
+    if layout.context > c.max_position_embeddings:
+        raise ValueError(f"context {layout.context} exceeds max_position_embeddings {c.max_position_embeddings}")
+    p = layout.ports
+    stripes = np.zeros((p, layout.stripe_words, WORD_BYTES), dtype=np.uint8)
+    for i in range(c.num_hidden_layers):
+        for matrix in layout.matrices:
+            rows = _pad_rows(matrix_rows(folder, i, matrix), matrix.rows_per_stripe * p, _zero_row(matrix.wpr))
+            start = i * layout.layer_words + matrix.offset
+            for s, part in enumerate(stripe_rows(rows, p)):
+                stripes[s, start : start + matrix.words] = part.reshape(matrix.words, WORD_BYTES)
+    if layout.lm_head:
+        if head is None:
+            raise ValueError("this layout streams the int8 LM head: pass it")
+        table_q, divisors = head
+        words = head_rows(table_q, divisors, layout)
+        filler = head_rows(np.zeros((1, c.hidden_size), np.int8), np.ones(1, np.float32), layout)[0]
+        words = _pad_rows(words, layout.head_rows_per_stripe * p, filler)
+        n = layout.head_rows_per_stripe * layout.head_row_words
+        for s, part in enumerate(stripe_rows(words, p)):
+            stripes[s, layout.head_offset : layout.head_offset + n] = part.reshape(n, WORD_BYTES)
+    return DdrImage(layout, [stripes[s].reshape(-1) for s in range(p)], build_params(folder, layout))
+
+
+# --- the KV cache ---
+
+def kv_cache_words(layout: DdrLayout) -> int:
+    return layout.kv_words
+
+
+def unstripe_kv(kv: np.ndarray, layout: DdrLayout) -> tuple[np.ndarray, np.ndarray]:
+    """The KV buffer (fp16 bits, uint16) -> K and V [layers, context, kv_heads, head_dim] (fp16 bits)."""
+    m = layout.model
+    p, r, rw = layout.ports, layout.kv_block, layout.kv_row_words
+    words = np.asarray(kv, dtype=np.uint16).reshape(p, m.num_hidden_layers, layout.kv_blocks, 2, r, rw,
+                                                     HALVES_PER_WORD)
+    # [p, layer, block, kv, row, chunk, 8] -> [layer, block, row, kv, chunk, p, 8]
+    values = words.transpose(1, 2, 4, 3, 5, 0, 6).reshape(m.num_hidden_layers, layout.kv_blocks * r, 2,
+                                                            layout.kv_row_values)
+    values = values[:, : layout.context].reshape(m.num_hidden_layers, layout.context, 2, m.num_key_value_heads,
+                                                 layout.head_dim_pad)[..., : m.head_dim]
+    return values[:, :, 0], values[:, :, 1]

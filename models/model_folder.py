@@ -17,6 +17,7 @@ from .checkpoint import TernaryModel
 from .config import ModelConfig
 from .errors import UserError
 from .packing import pack_tlmm
+from .quant import row_quant_int8
 from .safetensors_io import SafetensorsFile
 
 FORMAT_NAME = "tellme-model"
@@ -40,6 +41,7 @@ def model_tensors(model: TernaryModel, progress: Callable[[int, int], None] | No
     tensors: dict[str, np.ndarray] = {"embed_tokens": model.embed_tokens, "norm": model.norm}
     if model.lm_head is not None:
         tensors["lm_head"] = model.lm_head
+    tensors.update(int8_tables(tensors))
     for i, layer in enumerate(model.layers):
         for name, weight in layer.norms.items():
             tensors[f"layers.{i}.{name}"] = weight
@@ -49,6 +51,20 @@ def model_tensors(model: TernaryModel, progress: Callable[[int, int], None] | No
         if progress:
             progress(i + 1, len(model.layers))
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+
+INT8_TABLES = ("embed_tokens", "lm_head")
+
+
+def int8_tables(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """<table>.int8 and <table>.divisor for the embedding and (untied) LM head: what the int8 LM head on
+    the PL streams, and what a board host gathers embeddings from without a float32 copy."""
+    out = {}
+    for name in INT8_TABLES:
+        if name in tensors:
+            q, divisor = row_quant_int8(tensors[name])
+            out[f"{name}.int8"], out[f"{name}.divisor"] = q, divisor.astype(np.float32)
+    return out
 
 
 def write_model_folder(
@@ -97,6 +113,25 @@ class ModelFolder:
         if name not in self.weights.names:
             raise UserError(f"{self.path / WEIGHTS} lacks {name!r}: re-run tellme convert")
         return self.weights.get(name)
+
+    @property
+    def head_name(self) -> str:
+        """The LM head's table: its own, or the embedding when they are tied."""
+        return "embed_tokens" if self.config.tie_word_embeddings else "lm_head"
+
+    def int8_table(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(int8 rows, float32 divisors) of `name` (embed_tokens or lm_head; see int8_tables). Folders
+        converted before these were stored get them quantised from the float table on the spot."""
+        if f"{name}.int8" in self.weights.names:
+            return self.tensor(f"{name}.int8"), self.tensor(f"{name}.divisor")
+        return row_quant_int8(self.tensor(name))
+
+    def int8_rows(self, name: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Some rows of an int8 table, read without loading the rest (the board host's embedding gather)."""
+        if f"{name}.int8" in self.weights.names:
+            return self.weights.get_rows(f"{name}.int8", ids), self.weights.get_rows(f"{name}.divisor", ids)
+        q, divisor = self.int8_table(name)
+        return q[ids], divisor[ids]
 
     @property
     def tokenizer_path(self) -> Path | None:

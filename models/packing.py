@@ -16,6 +16,7 @@ K_ALIGN = G * T  # 84: the K padding unit
 INDEX_BITS = 5
 VECTOR_BYTES = -(-T * INDEX_BITS // 8)  # 18 bytes hold the 140 bits
 ZERO_INDEX = 13  # index of the all-zero group (0, 0, 0)
+WORD_INDICES = 25  # indices per 128-bit index word of the accelerator's weight stripes (125 bits + 3 zero)
 HF_VALUES_PER_BYTE = 4
 
 

@@ -31,3 +31,10 @@ def weight_quant(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
     scale = np.float32(1.0) / np.maximum(np.abs(w).mean(dtype=np.float32), SCALE_FLOOR)
     wq = np.clip(np.round(w * scale), -1, 1).astype(np.int8)
     return wq, np.float32(scale)
+
+
+def row_quant_int8(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding or LM-head table -> (int8 rows, float32 divisor per row): each row quantised exactly as
+    an activation is (act_quant), so that row ~= q / divisor and a logit is acc / (s_x * divisor)."""
+    q, divisor = act_quant(np.asarray(table, dtype=np.float32))
+    return q, divisor.reshape(-1)

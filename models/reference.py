@@ -3,7 +3,12 @@
 It computes what transformers' BitNetForCausalLM computes (float32 RMSNorm and softmax, per-token
 int8 activations, ternary weights), with every ternary matmul done by table lookup (TLMM), as the
 accelerator does. `matmul="naive"` swaps in a plain integer matmul; the two are bit-exact, which
-the tests check. `kv_dtype=np.float16` stores the KV cache as the accelerator does.
+the tests check. `kv_dtype=np.float16` stores the KV cache as the accelerator does; `order` (an
+AttentionOrder) makes every float operation the accelerator's, in its order (tellme.models.numerics):
+norms summed in lanes, exp by polynomial, attention as a block online softmax; `lm_head="int8"`
+gathers embeddings from the int8 table and computes logits with the int8 LM head, as the accelerator
+with its head on the PL does (an int8 row times the int8-quantised final hidden state, int32, then
+divided by s_x * the row's divisor).
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import numpy as np
 
 from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from .errors import UserError
+from . import numerics
 from .model_folder import ModelFolder, open_model_folder
 from .packing import unpack_tlmm
 from .quant import act_quant
 from .tlmm import TlmmWeights, naive_matmul
+
+LM_HEADS = ("float32", "int8")
 
 
 @dataclass
@@ -62,6 +70,22 @@ def gather_embeddings(table: np.ndarray, tokens: list[int]) -> np.ndarray:
     return table[ids]
 
 
+def gather_int8_embeddings(table_q: np.ndarray, divisor: np.ndarray, tokens: list[int]) -> np.ndarray:
+    """Embeddings from the int8 table: the gathered rows only, dequantised as q / divisor (float32)."""
+    ids = np.asarray(tokens, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= table_q.shape[0]):
+        raise UserError(f"token ids must lie in [0, {table_q.shape[0]})")
+    return table_q[ids].astype(np.float32) / divisor[ids].reshape(-1, 1)
+
+
+def int8_head_logits(table_q: np.ndarray, divisor: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """The int8 LM head: acc = int8(hidden) @ table_q^T (int32), logits = float32(acc) / (s_x * divisor)."""
+    xq, s_x = act_quant(np.asarray(hidden, dtype=np.float32).reshape(-1, hidden.shape[-1]))
+    acc = xq.astype(np.int32) @ table_q.astype(np.int32).T
+    logits = acc.astype(np.float32) / (s_x * divisor.reshape(1, -1))
+    return logits.reshape(*hidden.shape[:-1], -1)
+
+
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     variance = np.mean(np.square(x), axis=-1, keepdims=True, dtype=np.float32)
     return weight * (x * (np.float32(1.0) / np.sqrt(variance + np.float32(eps))))
@@ -95,14 +119,23 @@ def activation(name: str, x: np.ndarray) -> np.ndarray:
 class ReferenceModel:
     """The model in numpy. forward() appends n tokens to a KV cache: prefill and decode alike."""
 
-    def __init__(self, folder: ModelFolder, matmul: str = "tlmm", kv_dtype: type = np.float32):
+    def __init__(self, folder: ModelFolder, matmul: str = "tlmm", kv_dtype: type = np.float32,
+                 lm_head: str = "float32", order: numerics.AttentionOrder | None = None):
         if matmul not in ("tlmm", "naive"):
             raise ValueError(f"matmul must be 'tlmm' or 'naive', got {matmul!r}")
+        if lm_head not in LM_HEADS:
+            raise ValueError(f"lm_head must be one of {LM_HEADS}, got {lm_head!r}")
         self.config = c = folder.config
         self.folder = folder
         self.kv_dtype = kv_dtype
-        self.embed_tokens = folder.tensor("embed_tokens")
-        self.lm_head = self.embed_tokens if c.tie_word_embeddings else folder.tensor("lm_head")
+        self.head = lm_head
+        self.order = order
+        if lm_head == "int8":
+            self.embed_q, self.embed_div = folder.int8_table("embed_tokens")
+            self.head_q, self.head_div = folder.int8_table(folder.head_name)
+        else:
+            self.embed_tokens = folder.tensor("embed_tokens")
+            self.lm_head = self.embed_tokens if c.tie_word_embeddings else folder.tensor("lm_head")
         self.norm = folder.tensor("norm")
         shapes = c.linear_shapes()
         self.layers: list[Layer] = []
@@ -132,6 +165,8 @@ class ReferenceModel:
         return KVCache(self.config, size, self.kv_dtype)
 
     def embed(self, tokens: list[int]) -> np.ndarray:
+        if self.head == "int8":
+            return gather_int8_embeddings(self.embed_q, self.embed_div, tokens)
         return gather_embeddings(self.embed_tokens, tokens)
 
     def attention(self, layer: int, x: np.ndarray, cache: KVCache) -> np.ndarray:
@@ -149,6 +184,10 @@ class ReferenceModel:
         group = c.num_attention_heads // c.num_key_value_heads
         keys = np.repeat(cache.k[layer, : start + n].astype(np.float32), group, axis=1)  # [t, H, d]
         values = np.repeat(cache.v[layer, : start + n].astype(np.float32), group, axis=1)
+        if self.order is not None:  # the accelerator's arithmetic: each query over its positions 0..p
+            out = np.stack([numerics.block_attention(q[i], keys[: start + i + 1], values[: start + i + 1],
+                                                     c.head_dim, self.order) for i in range(n)])
+            return out.reshape(n, c.q_size)
         scores = np.einsum("nhd,thd->hnt", q, keys) * np.float32(c.head_dim**-0.5)
         causal = np.arange(start + n)[None, :] > (start + np.arange(n))[:, None]  # [n, t]
         scores = np.where(causal[None], np.float32(-np.inf), scores)
@@ -168,17 +207,22 @@ class ReferenceModel:
                 f"{cache.length + n} tokens exceed the context of {cache.max_context}: "
                 "shorten the prompt or lower --max-new-tokens"
             )
+        norm = numerics.rms_norm if self.order is not None else rms_norm
+        act = (lambda x: numerics.silu(x)) if self.order is not None and c.hidden_act == "silu" else (
+            lambda x: activation(c.hidden_act, x))
         for i, layer in enumerate(self.layers):
             norms, lin = layer.norms, layer.linears
-            a = self.attention(i, rms_norm(h, norms["input_layernorm"], c.rms_norm_eps), cache)
-            h = h + lin["o_proj"](rms_norm(a, norms["attn_sub_norm"], c.rms_norm_eps))
-            x = rms_norm(h, norms["post_attention_layernorm"], c.rms_norm_eps)
-            m = activation(c.hidden_act, lin["gate_proj"](x)) * lin["up_proj"](x)
-            h = h + lin["down_proj"](rms_norm(m, norms["ffn_sub_norm"], c.rms_norm_eps))
+            a = self.attention(i, norm(h, norms["input_layernorm"], c.rms_norm_eps), cache)
+            h = h + lin["o_proj"](norm(a, norms["attn_sub_norm"], c.rms_norm_eps))
+            x = norm(h, norms["post_attention_layernorm"], c.rms_norm_eps)
+            m = act(lin["gate_proj"](x)) * lin["up_proj"](x)
+            h = h + lin["down_proj"](norm(m, norms["ffn_sub_norm"], c.rms_norm_eps))
         cache.length += n
-        return rms_norm(h, self.norm, c.rms_norm_eps)
+        return norm(h, self.norm, c.rms_norm_eps)
 
     def lm_head_logits(self, hidden: np.ndarray) -> np.ndarray:
+        if self.head == "int8":
+            return int8_head_logits(self.head_q, self.head_div, hidden)
         return hidden @ self.lm_head.T
 
     def logits(self, tokens: list[int]) -> np.ndarray:

@@ -63,6 +63,14 @@ class SafetensorsFile:
                 raise UserError(f"{self.path.name}: tensor {name!r} is truncated: re-download it") from None
             return _bf16_to_f32(raw).reshape(shape)
 
+    def get_rows(self, name: str, ids: np.ndarray) -> np.ndarray:
+        """Rows `ids` of a 1-D or 2-D tensor, read without loading the others."""
+        try:
+            part = self._ctx.get_slice(name)
+            return np.concatenate([part[int(i) : int(i) + 1] for i in np.asarray(ids).reshape(-1)])
+        except (SafetensorError, TypeError, ValueError) as exc:
+            raise UserError(f"{self.path.name}: cannot read rows of tensor {name!r} ({exc})") from None
+
     def close(self) -> None:
         self._handle.__exit__(None, None, None)
 

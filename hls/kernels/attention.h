@@ -1,152 +1,307 @@
-// Decode attention: one query token on chip, the K and V caches streamed from DDR on two ports.
+// Attention over the fp16 KV cache, streamed through the weight ports.
 //
-// KV cache layout in DDR (fp16 bit patterns, see fp16.h), per layer:
-//   k_cache[pos][kv_head][HEAD_DIM] and v_cache[pos][kv_head][HEAD_DIM]
-// so one position of every KV head is one contiguous burst and a whole decode step reads
-// [0, pos] in increasing addresses. Grouped-query attention: query head h reads KV head
-// h / (heads / kv_heads); each K/V row is fetched once and serves every query head of its group.
-// Softmax is online (running max m, running sum l, rescaled accumulator), fused with QK^T, so no
-// score vector of context length is ever stored. Decode is the one-query case of attention_block.
+// Layout (tellme.models.ddr_image): a K or V row is kv_heads heads of head_dim_pad values (each head
+// padded to whole chunks), cut into chunks of 8P values; stripe p holds values 8p .. 8p+7 of every
+// chunk, so one word from each of the P stripes is one chunk. Rows come in blocks of R positions:
+// R K rows, then R V rows.
+//
+// Per layer, the b queries of a block (positions first .. first+b-1) take the positions in blocks of R,
+// aligned to multiples of R whatever the call: a block's rows below `first` come from the cache in DDR
+// (streamed by the prefetcher), the others from the block's own K and V (kept on chip, fp16 as
+// stored). Every K/V block arrives from the stripes once: the first query reads it from the stream and
+// keeps it in kvbuf, the others replay it (TeLLMe's shared K/V stream). Each query keeps an online
+// softmax (running max m, sum l, accumulator acc) updated once per block:
+//   s_t = (q . k_t) * head_dim^-0.5     QK: A lanes a cycle, one query head at a time (GQA: a K chunk
+//                                       serves the group's query heads one after another)
+//   m' = max(m, max_t s_t), c = exp(m - m'), p_t = exp(s_t - m'), l = l c + sum_t p_t
+//   acc = acc c + sum_t p_t v_t          PV: A lanes a cycle
+// and the output is acc / l. Float32 throughout. A query's blocks and their order depend on its
+// position only, never on how the positions were split into calls, so prefill equals decode bit for bit.
 #ifndef TELLME_ATTENTION_H
 #define TELLME_ATTENTION_H
 
 #include <cmath>
-#include <stdint.h>
 
+#include "common.h"
+#include "elementwise.h"
 #include "fp16.h"
 
 namespace tellme {
 
 // Every attention parameter; a design's attention_config derives from this and overrides what differs.
 struct attention_defaults {
-    static const unsigned head_dim = 64;
-    static const unsigned max_heads = 16;  // query heads
-    static const unsigned max_kv_heads = 16;
-    static const unsigned pes = 1;  // query PEs sharing one K/V stream (prefill); decode uses one
-    static const unsigned kv_per_beat = 8;  // fp16 values per AXI beat of the K/V ports
-    static const unsigned max_context = 1024;  // positions of the KV cache (loop trip counts)
+    static const unsigned ports = 6;  // P: a chunk is one word from each stripe
+    static const unsigned chunk = 48;  // fp16 values per chunk: 8P
+    static const unsigned lanes = 24;  // A: multiply lanes of QK and of PV (chunk / A cycles a chunk)
+    static const unsigned head_dim = 96;
+    static const unsigned head_dim_pad = 96;  // head_dim rounded up to whole chunks
+    static const unsigned heads = 16;  // query heads
+    static const unsigned kv_heads = 16;
+    static const unsigned kv_block = 16;  // R: positions per K/V block
+    static const unsigned max_block = 16;  // B: queries of a prefill block
+    static const unsigned max_context = 1024;
 };
 
-// The same attention with one query PE: decode.
-template <class CONFIG_T> struct single_pe : CONFIG_T {
-    static const unsigned pes = 1;
+enum kv_source { KV_STREAM = 0, KV_REPLAY = 1, KV_ONCHIP = 2 };
+
+template <class C> struct attention_arrays {
+    static const unsigned group = C::heads / C::kv_heads;
+    static const unsigned folds = C::chunk / C::lanes;
+    static const unsigned head_chunks = C::head_dim_pad / C::chunk;
+    static const unsigned row_chunks = C::kv_heads * head_chunks;  // = K/V row words per stripe
+    static const unsigned parts = head_chunks * folds;  // partial dot products of one score
+    static const unsigned q_pad = C::heads * C::head_dim_pad;
+    static const unsigned kv_pad = C::kv_heads * C::head_dim_pad;
+    static const unsigned rows = C::kv_block;  // of one block
+    typedef word_t kvbuf_t[2][C::kv_block][row_chunks][C::ports];
+    typedef float q_t[C::max_block][q_pad];
+    typedef uint16_t kvcur_t[C::max_block][kv_pad];
+    typedef float state_t[C::max_block][C::heads];
+    typedef float acc_t[C::max_block][q_pad];
+    static_assert(C::chunk == HALVES_PER_WORD * C::ports, "a chunk is one word from every stripe");
+    static_assert(C::chunk % C::lanes == 0, "lanes divide a chunk");
+    static_assert(C::head_dim_pad % C::chunk == 0, "heads are padded to whole chunks");
+    static_assert(C::heads % C::kv_heads == 0, "query heads are a multiple of KV heads");
 };
 
-// Append one token's K and V (float) at position pos, rounded to fp16 as numpy.float16 does.
-template <class CONFIG_T>
-void kv_append(const float *k, const float *v, unsigned kv_heads, unsigned pos, uint16_t *k_cache,
-               uint16_t *v_cache) {
-    const unsigned row = kv_heads * CONFIG_T::head_dim;
-    const unsigned max_row = CONFIG_T::max_kv_heads * CONFIG_T::head_dim;  // pragma value
-    (void)max_row;
-kv_append_loop:
-    for (unsigned i = 0; i < row; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_row
-        k_cache[pos * row + i] = float_to_half(k[i]);
-        v_cache[pos * row + i] = float_to_half(v[i]);
+// One chunk of K or V values (fp16 bits -> float) for row t, chunk c: from the stripes (keeping the
+// words in kvbuf[which][t]), from kvbuf, or from the block's own cache row kvcur[own].
+template <class C>
+void load_chunk(kv_source source, word_stream stripes[C::ports], typename attention_arrays<C>::kvbuf_t kvbuf,
+                const typename attention_arrays<C>::kvcur_t kvcur, unsigned which, unsigned t, unsigned own,
+                unsigned c, float values[C::chunk]) {
+#pragma HLS INLINE
+    if (source == KV_ONCHIP) {
+        for (unsigned v = 0; v < C::chunk; v++) {
+#pragma HLS UNROLL
+            values[v] = half_to_float(kvcur[own][c * C::chunk + v]);
+        }
+        return;
+    }
+    for (unsigned p = 0; p < C::ports; p++) {
+#pragma HLS UNROLL
+        word_t w;
+        if (source == KV_STREAM) {
+            w = stripes[p].read();
+            kvbuf[which][t][c][p] = w;
+        } else {
+            w = kvbuf[which][t][c][p];
+        }
+        const uint64_t lo = word_lo(w), hi = word_hi(w);
+        for (unsigned h = 0; h < HALVES_PER_WORD; h++) {
+#pragma HLS UNROLL
+            const uint64_t half = h < 4 ? lo : hi;
+            values[HALVES_PER_WORD * p + h] = half_to_float(uint16_t(half >> (16 * (h & 3))));
+        }
     }
 }
 
-// Attention for a block of b consecutive queries at positions first .. first + b - 1, whose K and V
-// are already in the cache: out[i][h][:] = softmax_t(q[i][h] . k_t * scale) @ v_t over t <= first + i.
-//
-// TeLLMe's reversed order: query blocks of PES queries are taken from the last backwards; for each,
-// the K/V rows of positions 0 .. (its last position) stream once, in increasing addresses, and are
-// multicast to the block's PEs; a PE skips rows past its own position (causal work is not done).
-// After a block, the next (earlier) one needs PES fewer rows: the tail of the stream is evicted.
-// Every PE runs the online softmax with block size 1 (one K/V row per update), so each query's
-// arithmetic, in order, is exactly that of a decode step at its position.
-template <class CONFIG_T>
-void attention_block(const float *q, unsigned q_stride, unsigned b, unsigned first, unsigned heads,
-                     unsigned kv_heads, const uint16_t *k_cache, const uint16_t *v_cache, float *out,
-                     unsigned out_stride) {
-    const unsigned HEAD_DIM = CONFIG_T::head_dim, MAX_HEADS = CONFIG_T::max_heads, PES = CONFIG_T::pes;
-    const unsigned max_context = CONFIG_T::max_context, kv_per_beat = CONFIG_T::kv_per_beat;  // pragma values
-    (void)max_context;
-    (void)kv_per_beat;
-    const float scale = (float)(1.0 / std::sqrt((double)HEAD_DIM));  // as numpy: float32(d**-0.5)
-    const unsigned group = heads / kv_heads;
-    const unsigned row = kv_heads * HEAD_DIM;
-    float m[PES][MAX_HEADS], l[PES][MAX_HEADS], acc[PES][MAX_HEADS][HEAD_DIM];
-#pragma HLS ARRAY_PARTITION variable = m dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = l dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = acc dim = 1 complete
-#pragma HLS ARRAY_PARTITION variable = acc dim = 3 complete
-query_blocks:
-    for (unsigned end = b; end > 0; end = end > PES ? end - PES : 0) {
-        const unsigned start = end > PES ? end - PES : 0;  // queries [start, end) of the block
-        const unsigned last = first + end - 1;  // the last K/V row any PE of this block needs
-    init_pes:
-        for (unsigned pe = 0; pe < end - start; pe++) {
-            for (unsigned h = 0; h < heads; h++) {
-                m[pe][h] = -INFINITY;
-                l[pe][h] = 0.0f;
-                for (unsigned d = 0; d < HEAD_DIM; d++) acc[pe][h][d] = 0.0f;
+// Fold f of a chunk's dot product with query head qh: A products as a tree.
+template <class C>
+inline float chunk_dot(const float q[attention_arrays<C>::q_pad], unsigned offset, const float values[C::chunk],
+                       unsigned f) {
+#pragma HLS INLINE
+    float prod[C::lanes];
+#pragma HLS ARRAY_PARTITION variable = prod complete
+    for (unsigned a = 0; a < C::lanes; a++) {
+#pragma HLS UNROLL
+        prod[a] = q[offset + a] * values[f * C::lanes + a];
+    }
+    return tree_sum<C::lanes>::run(prod);
+}
+
+// One block of K/V rows against query i: `cached` rows from the cache (source: the stream or kvbuf),
+// then `own` rows of the block's own K and V from kcur/vcur[own_first]: scores, the online-softmax
+// update, the value sum.
+template <class C>
+void attend_block(kv_source source, word_stream stripes[C::ports], typename attention_arrays<C>::kvbuf_t kvbuf,
+                  const typename attention_arrays<C>::kvcur_t kcur, const typename attention_arrays<C>::kvcur_t vcur,
+                  unsigned cached, unsigned own, unsigned own_first, const float q[C::max_block]
+                  [attention_arrays<C>::q_pad], unsigned i, typename attention_arrays<C>::state_t m,
+                  typename attention_arrays<C>::state_t l, float acc[C::max_block][attention_arrays<C>::q_pad]) {
+    typedef attention_arrays<C> AA;
+    const unsigned H = C::heads, R = AA::rows, G = AA::group, F = AA::folds, HC = AA::head_chunks;
+    const unsigned iters = AA::row_chunks * G * F;  // per row
+    const unsigned max_iters = R * AA::row_chunks * AA::group * AA::folds, max_scores = R * C::heads;
+    (void)max_iters;
+    (void)max_scores;
+    const float scale = (float)(1.0 / std::sqrt((double)C::head_dim));  // as numpy: float32(d ** -0.5)
+    const unsigned rows = cached + own;
+    float psum[R][H][AA::parts];
+#pragma HLS ARRAY_PARTITION variable = psum complete dim = 3
+    float p[R][H];
+#pragma HLS ARRAY_PARTITION variable = p complete dim = 1
+    float corr[H];
+    float values[C::chunk];
+#pragma HLS ARRAY_PARTITION variable = values complete
+
+    unsigned t = 0, c = 0, gq = 0, f = 0;
+QK:
+    for (unsigned it = 0; it < rows * iters; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("attention_qk");
+        if (gq == 0 && f == 0)
+            load_chunk<C>(t < cached ? source : KV_ONCHIP, stripes, kvbuf, kcur, 0, t, own_first + t - cached, c,
+                          values);
+        const unsigned kvh = c / HC, sub = c % HC, qh = kvh * G + gq;
+        psum[t][qh][sub * F + f] = chunk_dot<C>(q[i], qh * C::head_dim_pad + sub * C::chunk + f * C::lanes, values, f);
+        if (f == F - 1) {
+            f = 0;
+            if (gq == G - 1) {
+                gq = 0;
+                if (c == AA::row_chunks - 1) {
+                    c = 0;
+                    t++;
+                } else {
+                    c++;
+                }
+            } else {
+                gq++;
             }
+        } else {
+            f++;
         }
-    kv_stream:
-        for (unsigned t = 0; t <= last; t++) {
-#pragma HLS LOOP_TRIPCOUNT max = max_context
-            // the position's K and V rows of every KV head, fetched once for all PEs and query heads;
-            // KV_PER_BEAT fp16 values per cycle fill a 128-bit (or wider) AXI beat
-            float k_rows[MAX_HEADS][HEAD_DIM], v_rows[MAX_HEADS][HEAD_DIM];
-#pragma HLS ARRAY_PARTITION variable = k_rows dim = 2 complete
-#pragma HLS ARRAY_PARTITION variable = v_rows dim = 2 complete
-        load_rows:
-            for (unsigned i = 0; i < row; i++) {
+    }
+    unsigned st = 0, sh = 0;
+SCORES:
+    for (unsigned it = 0; it < rows * H; it++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS UNROLL factor = kv_per_beat
-                k_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(k_cache[t * row + i]);
-                v_rows[i / HEAD_DIM][i % HEAD_DIM] = half_to_float(v_cache[t * row + i]);
+#pragma HLS LOOP_TRIPCOUNT max = max_scores
+        TELLME_COUNT("attention_scores");
+        p[st][sh] = tree_sum<AA::parts>::run(psum[st][sh]) * scale;  // the score, until EXPS replaces it
+        if (sh == H - 1) {
+            sh = 0;
+            st++;
+        } else {
+            sh++;
+        }
+    }
+BLOCK_MAX:
+    for (unsigned h = 0; h < H; h++) {
+#pragma HLS PIPELINE II = 1
+        TELLME_COUNT("attention_max");
+        float top = m[i][h];
+        for (unsigned r = 0; r < R; r++) {
+#pragma HLS UNROLL
+            if (r < rows) top = p[r][h] > top ? p[r][h] : top;
+        }
+        corr[h] = exp_poly(m[i][h] - top);  // 0 before the first block (m = -inf)
+        m[i][h] = top;
+    }
+    unsigned et = 0, eh = 0;
+EXPS:
+    for (unsigned it = 0; it < rows * H; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_scores
+        TELLME_COUNT("attention_exps");
+        p[et][eh] = exp_poly(p[et][eh] - m[i][eh]);
+        if (eh == H - 1) {
+            eh = 0;
+            et++;
+        } else {
+            eh++;
+        }
+    }
+ROW_SUMS:
+    for (unsigned h = 0; h < H; h++) {
+#pragma HLS PIPELINE II = 1
+        TELLME_COUNT("attention_sums");
+        float column[R];
+#pragma HLS ARRAY_PARTITION variable = column complete
+        for (unsigned r = 0; r < R; r++) {
+#pragma HLS UNROLL
+            column[r] = r < rows ? p[r][h] : 0.0f;
+        }
+        l[i][h] = l[i][h] * corr[h] + tree_sum<R>::run(column);
+    }
+    t = 0, c = 0, gq = 0, f = 0;
+PV:
+    for (unsigned it = 0; it < rows * iters; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+#pragma HLS DEPENDENCE variable = acc inter false
+        TELLME_COUNT("attention_pv");
+        // An accumulator element is updated once per row, row_chunks x group x folds iterations apart
+        // (at least MIN_ACC_DISTANCE: the generator checks), so no update can overtake another.
+        if (gq == 0 && f == 0)
+            load_chunk<C>(t < cached ? source : KV_ONCHIP, stripes, kvbuf, vcur, 1, t, own_first + t - cached, c,
+                          values);
+        const unsigned kvh = c / HC, sub = c % HC, qh = kvh * G + gq;
+        const unsigned base = qh * C::head_dim_pad + sub * C::chunk + f * C::lanes;
+        const float weight = p[t][qh], rescale = corr[qh];
+        for (unsigned a = 0; a < C::lanes; a++) {
+#pragma HLS UNROLL
+            const float old = t == 0 ? acc[i][base + a] * rescale : acc[i][base + a];
+            acc[i][base + a] = old + weight * values[f * C::lanes + a];
+        }
+        if (f == F - 1) {
+            f = 0;
+            if (gq == G - 1) {
+                gq = 0;
+                if (c == AA::row_chunks - 1) {
+                    c = 0;
+                    t++;
+                } else {
+                    c++;
+                }
+            } else {
+                gq++;
             }
-        heads_loop:
-            for (unsigned h = 0; h < heads; h++) {  // one query head per cycle, head_dim lanes wide
+        } else {
+            f++;
+        }
+    }
+}
+
+// Reset the online softmax of queries 0 .. b-1.
+template <class C>
+void attention_init(unsigned b, typename attention_arrays<C>::state_t m, typename attention_arrays<C>::state_t l,
+                    float acc[C::max_block][attention_arrays<C>::q_pad]) {
+    const unsigned max_iters = C::max_block * attention_arrays<C>::q_pad / C::lanes;
+    (void)max_iters;
+ATTENTION_INIT:
+    for (unsigned it = 0; it < b * attention_arrays<C>::q_pad / C::lanes; it++) {
 #pragma HLS PIPELINE II = 1
-                const unsigned kvh = h / group;
-            pes:
-                for (unsigned pe = 0; pe < PES; pe++) {  // a fixed count, so the PEs unroll side by side
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("attention_init");
+        const unsigned i = it / (attention_arrays<C>::q_pad / C::lanes);
+        const unsigned base = (it % (attention_arrays<C>::q_pad / C::lanes)) * C::lanes;
+        for (unsigned a = 0; a < C::lanes; a++) {
 #pragma HLS UNROLL
-                    // idle PE (short last block), or causal: this row is after the PE's query
-                    if (pe >= end - start || t > first + start + pe) continue;
-                    const float *qv = q + (start + pe) * q_stride + h * HEAD_DIM;
-                    float dot = 0.0f;
-                dot_lanes:
-                    for (unsigned d = 0; d < HEAD_DIM; d++) {
+            acc[i][base + a] = 0.0f;
+        }
+        if (base < C::heads) {
+            for (unsigned a = 0; a < C::lanes; a++) {
 #pragma HLS UNROLL
-                        dot += qv[d] * k_rows[kvh][d];
-                    }
-                    const float s = dot * scale;
-                    const float m_new = s > m[pe][h] ? s : m[pe][h];
-                    const float correction = std::exp(m[pe][h] - m_new);
-                    const float p = std::exp(s - m_new);
-                    l[pe][h] = l[pe][h] * correction + p;
-                update_lanes:
-                    for (unsigned d = 0; d < HEAD_DIM; d++) {
-#pragma HLS UNROLL
-                        acc[pe][h][d] = acc[pe][h][d] * correction + p * v_rows[kvh][d];
-                    }
-                    m[pe][h] = m_new;
+                if (base + a < C::heads) {
+                    m[i][base + a] = -INFINITY;
+                    l[i][base + a] = 0.0f;
                 }
             }
         }
-    finish_pes:
-        for (unsigned pe = 0; pe < end - start; pe++) {
-            for (unsigned h = 0; h < heads; h++) {
-                const float inv_l = 1.0f / l[pe][h];
-                for (unsigned d = 0; d < HEAD_DIM; d++)
-                    out[(start + pe) * out_stride + h * HEAD_DIM + d] = acc[pe][h][d] * inv_l;
-            }
-        }
     }
 }
 
-// Decode: one query at position length - 1 against the cache rows 0 .. length - 1 (a block of one).
-template <class CONFIG_T>
-void decode_attention(const float *q, unsigned heads, unsigned kv_heads, unsigned length, const uint16_t *k_cache,
-                      const uint16_t *v_cache, float *out) {
-    const unsigned stride = heads * CONFIG_T::head_dim;
-    attention_block<single_pe<CONFIG_T> >(q, stride, 1, length - 1, heads, kv_heads, k_cache, v_cache, out, stride);
+// out[i][qh * head_dim + d] = acc / l for d < head_dim (the padding dropped), one value a cycle.
+template <class C, unsigned OUT_DIM>
+void attention_output(unsigned i, const typename attention_arrays<C>::state_t l,
+                      const float acc[C::max_block][attention_arrays<C>::q_pad], float out[C::max_block][OUT_DIM],
+                      unsigned offset) {
+    const unsigned total = C::heads * C::head_dim;
+    unsigned h = 0, d = 0;
+ATTENTION_OUT:
+    for (unsigned it = 0; it < total; it++) {
+#pragma HLS PIPELINE II = 1
+        TELLME_COUNT("attention_out");
+        out[i][offset + it] = acc[i][h * C::head_dim_pad + d] / l[i][h];
+        if (d == C::head_dim - 1) {
+            d = 0;
+            h++;
+        } else {
+            d++;
+        }
+    }
 }
 
 }  // namespace tellme

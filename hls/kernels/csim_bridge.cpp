@@ -1,9 +1,12 @@
-// C-simulation bridge: plain C entry points around the HLS tops, for tellme.hls.csim (ctypes).
-// Compiled with the project's src/ into a shared library; never part of the synthesised design.
-// The library is built with -fvisibility=hidden so that several designs (whose template instances
-// and static buffers share mangled names) can be loaded into one process: only these are exported.
-// The TLMM engine's entry points are always there; the decoder's when the design has one (TELLME_DECODER).
+// C-simulation bridge: plain C entry points around the HLS top, for tellme.hls.csim (ctypes). Compiled
+// with the project's src/ into a shared library; never part of the synthesised design. Built with
+// -fvisibility=hidden so that several designs (whose template instances and static buffers share mangled
+// names) can be loaded into one process: only these are exported.
+//
+// The library holds the board's static buffers (the weight stripes and params, uploaded once, like the
+// board's DDR); a call passes the K/V cache, the embeddings in and the results out.
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "config.h"
@@ -11,75 +14,121 @@
 
 #define TELLME_EXPORT __attribute__((visibility("default")))
 
-typedef tellme::tlmm_config TLMM;
-typedef tellme::tlmm_types<TLMM> tlmm_ty;
+typedef tellme::model_config M;
+typedef tellme::tlmm_config TL;
+typedef tellme::word_t word_t;
+
+static std::vector<word_t> g_stripes[M::ports];
+static std::vector<word_t> g_params, g_kv, g_hidden_in, g_results;
+
+static const word_t *stripe(unsigned p) { return g_stripes[p < M::ports ? p : 0].data(); }
+
+// Raw outputs of one matrix, for the bit-exact tests of the TLMM engine.
+struct raw_buffers {
+    float y[TL::max_block][TL::max_rows * TL::ports];
+};
+struct raw_sink {
+    void put(raw_buffers &bf, unsigned tok, unsigned row, tellme::acc_t acc, float s_x) {
+        bf.y[tok][row] = float(int(acc)) / s_x;
+    }
+};
 
 extern "C" {
 
 // The constants this library was compiled with, "key=value" separated by spaces; returns the length.
 TELLME_EXPORT int tellme_csim_describe(char *out, unsigned size) {
-    int used = std::snprintf(out, size,
-                             "top=%s G=%u T=%u Q=%u half_table=%d axi_width=%u vector_bytes=%u line_words=%u "
-                             "max_k=%u max_n=%u max_cycles=%u wbuf_depth=%u tile_rows=%u max_block=%u",
-                             TELLME_TOP_NAME, TLMM::G, TLMM::T, TLMM::Q, int(TLMM::half_table), TLMM::axi_width,
-                             TLMM::vector_bytes, TLMM::line_words, TLMM::max_k, TLMM::max_n, TLMM::max_cycles,
-                             TLMM::wbuf_depth, TLMM::tile_rows, TLMM::max_block);
-#ifdef TELLME_DECODER
-    typedef tellme::model_config M;
-    if (used > 0 && unsigned(used) < size)
-        used += std::snprintf(out + used, size - used,
-                              " hidden=%u intermediate=%u layers=%u heads=%u kv_heads=%u head_dim=%u "
-                              "max_context=%u act=%d eps=%.9g w_layer_stride=%u p_layer_stride=%u p_rope_cos=%u "
-                              "attention_pes=%u",
-                              M::hidden, M::intermediate, M::layers, M::heads, M::kv_heads, M::head_dim,
-                              M::max_context, M::act, double(M::eps), M::w_layer_stride, M::p_layer_stride,
-                              M::p_rope_cos, M::attention::pes);
+    return std::snprintf(
+        out, size,
+        "ports=%u token_lanes=%u max_block=%u max_wpr=%u tile_words=%u hidden=%u intermediate=%u layers=%u "
+        "heads=%u kv_heads=%u head_dim=%u head_dim_pad=%u max_context=%u act=%u eps=%.9g layer_words=%u "
+        "kv_row_words=%u kv_block=%u attention_lanes=%u lm_head=%d vocab=%u fast_csim=%d profile=%d",
+        M::ports, TL::token_lanes, TL::max_block, TL::max_wpr, TL::tile_words, M::hidden, M::intermediate,
+        M::layers, M::heads, M::kv_heads, M::head_dim, M::head_dim_pad, M::max_context, M::act, double(M::eps),
+        M::layer_words, M::kv_row_words, M::kv_block, M::attention::lanes, int(M::lm_head), M::vocab,
+#ifdef TELLME_FAST_CSIM
+        1,
+#else
+        0,
 #endif
-    return used;
+#ifdef TELLME_PROFILE
+        1
+#else
+        0
+#endif
+    );
 }
 
-// m tokens through one layer: weights in the DDR line layout (weight_bytes bytes), xq int8 [m, k],
-// s_x float [m], y float [m, n]. Returns 0, 1 if the top refused k or n, 2 on a bad weight size.
-TELLME_EXPORT int tellme_csim_tlmm(const uint8_t *weights, size_t weight_bytes, const int8_t *xq,
-                                   const float *s_x, float s_w, float *y, unsigned m, unsigned k,
-                                   unsigned n) {
-    const size_t line_bytes = size_t(TLMM::line_words) * TLMM::axi_width / 8;
-    if (k == 0 || weight_bytes != size_t(n) * tellme::tlmm_cycles<TLMM>(k) * line_bytes) return 2;
-    const std::vector<tlmm_ty::word_t> words = tellme_tb::to_words<TLMM::axi_width>(weights, weight_bytes);
-    for (unsigned i = 0; i < m; i++) {
-        const std::vector<tlmm_ty::word_t> acts = tellme_tb::to_words<TLMM::axi_width>(
-            reinterpret_cast<const uint8_t *>(xq + size_t(i) * k), k);
-        const int rc = tellme_tlmm_top(words.data(), acts.data(), s_x[i], s_w, y + size_t(i) * n, k, n);
-        if (rc) return rc;
+// The static buffers, as the host uploads them once: stripe p, and the params.
+TELLME_EXPORT void tellme_csim_load_stripe(unsigned p, const void *bytes, size_t n_bytes) {
+    if (p < M::ports) tellme_tb::bytes_to_words(bytes, n_bytes, g_stripes[p]);
+}
+
+TELLME_EXPORT void tellme_csim_load_params(const void *bytes, size_t n_bytes) {
+    tellme_tb::bytes_to_words(bytes, n_bytes, g_params);
+}
+
+// n tokens at positions [pos, pos + n): kv (the K/V cache, updated in place), hidden_in (the n tokens'
+// embeddings, rows of hidden_pad floats), results (hidden states or logits, written). Sizes in bytes.
+// Returns the top's code, or -1 if no weights are loaded.
+TELLME_EXPORT int tellme_csim_forward(void *kv, size_t kv_bytes, const void *hidden_in, size_t hidden_bytes,
+                                      void *results, size_t results_bytes, unsigned n, unsigned pos) {
+    if (g_stripes[0].empty() || g_params.empty()) return -1;
+    tellme_tb::bytes_to_words(kv, kv_bytes, g_kv);
+    tellme_tb::bytes_to_words(hidden_in, hidden_bytes, g_hidden_in);
+    g_results.assign(results_bytes / 16, word_t(0));
+    const word_t *stripes[8];
+    for (unsigned p = 0; p < 8; p++) stripes[p] = stripe(p);
+    const int rc = tellme_top_call(stripes, g_kv.data(), g_params.data(), g_hidden_in.data(), g_results.data(), n, pos);
+    tellme_tb::words_to_bytes(g_kv, kv);
+    tellme_tb::words_to_bytes(g_results, results);
+    return rc;
+}
+
+// One matrix through the TLMM engine alone: P stripes of `rows` row-steps of wpr words (bytes: stripe
+// after stripe), b tokens' int8 activations xq [b][wpr * 75] and scales s_x [b]; y [b][rows * P] gets
+// acc / s_x. Returns 0, or 1 if the matrix or block exceeds what the design's buffers hold.
+TELLME_EXPORT int tellme_csim_matrix(const void *bytes, unsigned rows, unsigned wpr, unsigned b, const int8_t *xq,
+                                     const float *s_x, float *y) {
+    typedef tellme::tlmm_arrays<TL> TA;
+    if (rows == 0 || rows > TL::max_rows || wpr == 0 || wpr > TL::max_wpr || b == 0 || b > TL::max_block) return 1;
+    static typename TA::table_t table;
+    static typename TA::tile_t tile;
+    static typename TA::xq_t xqa;
+    static raw_buffers out;
+    static float scales[TL::max_block];
+    const unsigned groups = wpr * tellme::WORD_INDICES;
+    for (unsigned t = 0; t < b; t++) {
+        scales[t] = s_x[t];
+        for (unsigned g = 0; g < groups; g++)
+            for (unsigned k = 0; k < 3; k++) xqa[t][g][k] = xq[(size_t(t) * groups + g) * 3 + k];
     }
+    tellme::word_stream streams[TL::ports];
+    std::vector<word_t> words;
+    tellme_tb::bytes_to_words(bytes, size_t(TL::ports) * rows * wpr * 16, words);
+    for (unsigned p = 0; p < TL::ports; p++)
+        for (unsigned i = 0; i < rows * wpr; i++) streams[p].write(words[size_t(p) * rows * wpr + i]);
+    raw_sink sink;
+    tellme::tlmm_matrix<TL, raw_sink, raw_buffers>(streams, rows, wpr, xqa, scales, b, table, tile, sink, out);
+    for (unsigned t = 0; t < b; t++)
+        for (unsigned r = 0; r < rows * TL::ports; r++) y[size_t(t) * rows * TL::ports + r] = out.y[t][r];
     return 0;
 }
 
-#ifdef TELLME_DECODER
-// The weights image, as AXI words: loaded once, like the upload to the board's DDR.
-static std::vector<tellme::axi_word_t> g_weights;
-
-TELLME_EXPORT void tellme_decoder_load_weights(const uint8_t *weights, size_t weight_bytes) {
-    g_weights = tellme_tb::to_words<TLMM::axi_width>(weights, weight_bytes);
-}
-
-// n tokens at positions [pos, pos + n) through every layer, with the loaded weights. params: the
-// params image, k_cache / v_cache: [layers][max_context][kv_size] fp16 bits, updated in place;
-// hidden_in / hidden_out: float [n][hidden]. Returns the top's code, or -1 if no weights are loaded.
-TELLME_EXPORT int tellme_decoder_forward(const float *params, uint16_t *k_cache, uint16_t *v_cache,
-                                         const float *hidden_in, float *hidden_out, unsigned n, unsigned pos) {
-    if (g_weights.empty()) return -1;
-    return tellme_top(g_weights.data(), params, k_cache, v_cache, hidden_in, hidden_out, n, pos);
-}
-
-// One ternary matrix of the loaded image through the decoder's on-chip TLMM path, for bit-exact
-// checks: line_offset in AXI words, xq int8 [k], y = acc / (s_x * s_w) float [n].
-TELLME_EXPORT int tellme_decoder_matvec(size_t line_offset, const int8_t *xq, float s_x, float s_w, float *y,
-                                        unsigned k, unsigned n) {
-    if (g_weights.empty()) return -1;
-    tellme::tlmm_block<TLMM>(g_weights.data() + line_offset, xq, k, &s_x, s_w, y, n, k, n, 1);
-    return 0;
-}
+// The loop counters of a profiling build ("label=count" separated by spaces), and their reset.
+TELLME_EXPORT int tellme_csim_profile(char *out, unsigned size) {
+#ifdef TELLME_PROFILE
+    std::string text;
+    for (const auto &item : tellme::profile::counters()) text += item.first + "=" + std::to_string(item.second) + " ";
+    return std::snprintf(out, size, "%s", text.c_str());
+#else
+    return size ? (out[0] = '\0', 0) : 0;
 #endif
+}
+
+TELLME_EXPORT void tellme_csim_profile_reset() {
+#ifdef TELLME_PROFILE
+    for (auto &item : tellme::profile::counters()) item.second = 0;
+#endif
+}
 
 }  // extern "C"

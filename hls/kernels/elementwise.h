@@ -1,15 +1,17 @@
-// The fused element-wise unit of a decoder layer, one token at a time:
-//   rmsnorm_quant   RMSNorm (float32) fused with per-token absmax int8 quantisation
-//   residual_add    h += y (y already dequantised by the TLMM output stage)
-//   gate_up         act(gate) * up with act = relu2 (square(relu)) or silu
-//   rope            rotary embedding in transformers' rotate_half layout, tables read from DDR
-// Numerics follow the numpy reference (tellme.models.reference): float32 everywhere, round half to
-// even for the int8 quantisation (std::rint in the default rounding mode).
+// The element-wise unit: RMSNorm fused with per-token int8 quantisation into the TLMM's group layout,
+// the final norm, the activation of gate x up, and fp16 rounding for the KV cache (fp16.h).
+// Numerics follow the numpy reference (tellme.models.reference): float32 throughout, round half to even
+// for int8 (std::rint in the default rounding mode), weight * (x * inv_rms) in that order. Sums of
+// squares are float32 partial sums (S rotating sets of V lanes, added as a tree at the end), so they
+// differ from numpy's pairwise summation by float rounding only.
+//
+// V lanes per cycle: V = 15, five groups of three, so quantised values land in whole groups of xq.
 #ifndef TELLME_ELEMENTWISE_H
 #define TELLME_ELEMENTWISE_H
 
 #include <cmath>
-#include <stdint.h>
+
+#include "common.h"
 
 namespace tellme {
 
@@ -20,71 +22,142 @@ enum activation_t { ACT_RELU2 = 0, ACT_SILU = 1 };
 
 // Every element-wise parameter; a design's elementwise_config derives from this and overrides what differs.
 struct elementwise_defaults {
-    static const unsigned max_dim = 4096;  // widest vector (loop trip counts)
-    static const unsigned head_dim = 64;  // RoPE
+    static const unsigned lanes = 15;  // V: values per cycle (five groups of three)
+    static const unsigned partials = 8;  // S: rotating partial-sum sets, at least the float adder's latency
 };
 
-// y = w * (x / sqrt(mean(x^2) + eps)). The mean is accumulated in double: closer to the exact value
-// than any float32 summation order, so it stays within float rounding of the reference.
-template <class CONFIG_T> void rmsnorm(const float *x, const float *weight, float eps, unsigned n, float *y) {
-    const unsigned max_dim = CONFIG_T::max_dim;  // pragma value
-    (void)max_dim;
-    double sum_sq = 0.0;
-sum_sq_loop:
-    for (unsigned i = 0; i < n; i++) {
+static const unsigned GROUPS_PER_LANE_SET = 5;  // V / 3
+
+// The sum of x[0..N) as a fixed tree: the first half's sum plus the second half's, recursively. A pure
+// function of N, so the C simulation and the hardware add in the same order.
+template <unsigned N> struct tree_sum {
+    static float run(const float *x) { return tree_sum<N / 2>::run(x) + tree_sum<N - N / 2>::run(x + N / 2); }
+};
+template <> struct tree_sum<1> {
+    static float run(const float *x) { return x[0]; }
+};
+
+// Sum of x[i]^2 over i < n: V lanes a cycle into S rotating partial sets (a value lands in the set it
+// left S cycles before, so the float adder's latency never stalls the loop), then a tree.
+template <class C, unsigned ROWS, unsigned DIM>
+float sum_of_squares(const float x[ROWS][DIM], unsigned row, unsigned offset, unsigned n) {
+    const unsigned V = C::lanes, S = C::partials;
+    const unsigned max_iters = DIM / C::lanes;
+    (void)max_iters;
+    float part[S][V];
+#pragma HLS ARRAY_PARTITION variable = part complete dim = 0
+INIT_PARTIALS:
+    for (unsigned s = 0; s < S; s++)
+        for (unsigned v = 0; v < V; v++) part[s][v] = 0.0f;
+SUM_SQUARES:
+    for (unsigned i = 0; i < (n + V - 1) / V; i++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        sum_sq += (double)(x[i] * x[i]);
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("sum_squares");
+        float next[V];
+#pragma HLS ARRAY_PARTITION variable = next complete
+        for (unsigned v = 0; v < V; v++) {
+#pragma HLS UNROLL
+            const unsigned idx = i * V + v;
+            const float xv = idx < n ? x[row][offset + idx] : 0.0f;
+            next[v] = part[S - 1][v] + xv * xv;
+        }
+        for (unsigned s = S - 1; s > 0; s--)
+            for (unsigned v = 0; v < V; v++) part[s][v] = part[s - 1][v];
+        for (unsigned v = 0; v < V; v++) part[0][v] = next[v];
     }
-    const float variance = (float)(sum_sq / n);
-    const float inv_rms = 1.0f / std::sqrt(variance + eps);
-norm_loop:
-    for (unsigned i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        y[i] = weight[i] * (x[i] * inv_rms);
-    }
+    float flat[S * V];
+#pragma HLS ARRAY_PARTITION variable = flat complete
+    for (unsigned s = 0; s < S; s++)
+        for (unsigned v = 0; v < V; v++) flat[s * V + v] = part[s][v];
+    return tree_sum<S * V>::run(flat);
 }
 
-// s = 127 / max|y| (floored at 1e-5) and yq = clamp(round(y * s), -128, 127), per token.
-template <class CONFIG_T> void absmax_quant(const float *y, unsigned n, int8_t *yq, float &scale) {
-    const unsigned max_dim = CONFIG_T::max_dim;  // pragma value
-    (void)max_dim;
-    float peak = 0.0f;
-peak_loop:
-    for (unsigned i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        const float a = std::fabs(y[i]);
-        peak = a > peak ? a : peak;
-    }
-    scale = ACT_QMAX / (peak > ACT_SCALE_FLOOR ? peak : ACT_SCALE_FLOOR);
-quant_loop:
-    for (unsigned i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        float r = std::rint(y[i] * scale);
-        r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
-        yq[i] = (int8_t)r;
-    }
+// 1 / sqrt(mean(x^2) + eps) as the reference computes it: float32(1) / sqrt(variance + eps).
+inline float inv_rms(float sum_sq, unsigned n, float eps) {
+    const float variance = sum_sq / float(n);
+    return 1.0f / std::sqrt(variance + eps);
 }
 
-// The fused unit in front of every ternary matmul: RMSNorm, then int8 quantisation of its output.
-template <class CONFIG_T>
-void rmsnorm_quant(const float *x, const float *weight, float eps, unsigned n, float *y, int8_t *yq, float &scale) {
-    rmsnorm<CONFIG_T>(x, weight, eps, n, y);
-    absmax_quant<CONFIG_T>(y, n, yq, scale);
+// y = weight * (x * inv) for i < n; returns max |y| (lane maxima, then their maximum: exact).
+// x[row] from `offset` (a multiple of V, so lanes keep their banks); weight is row wrow of w.
+template <class C, unsigned ROWS, unsigned DIM, unsigned WROWS, unsigned WDIM>
+float normalize(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[WROWS][WDIM], unsigned wrow,
+                float inv, unsigned n, float y[1][WDIM]) {
+    const unsigned V = C::lanes;
+    const unsigned max_iters = WDIM / C::lanes;
+    (void)max_iters;
+    const unsigned S = C::partials;
+    float peak[S][V];  // rotating, like the partial sums: the compare never stalls the loop
+#pragma HLS ARRAY_PARTITION variable = peak complete dim = 0
+    for (unsigned s = 0; s < S; s++)
+        for (unsigned v = 0; v < V; v++) peak[s][v] = 0.0f;
+NORMALIZE:
+    for (unsigned i = 0; i < (n + V - 1) / V; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("normalize");
+        float next[V];
+#pragma HLS ARRAY_PARTITION variable = next complete
+        for (unsigned v = 0; v < V; v++) {
+#pragma HLS UNROLL
+            const unsigned idx = i * V + v;
+            float a = 0.0f;
+            if (idx < n) {
+                const float value = w[wrow][idx] * (x[row][offset + idx] * inv);
+                y[0][idx] = value;
+                a = std::fabs(value);
+            }
+            next[v] = a > peak[S - 1][v] ? a : peak[S - 1][v];
+        }
+        for (unsigned s = S - 1; s > 0; s--)
+            for (unsigned v = 0; v < V; v++) peak[s][v] = peak[s - 1][v];
+        for (unsigned v = 0; v < V; v++) peak[0][v] = next[v];
+    }
+    float top = 0.0f;
+    for (unsigned s = 0; s < S; s++)
+        for (unsigned v = 0; v < V; v++) top = peak[s][v] > top ? peak[s][v] : top;
+    return top;
 }
 
-template <class CONFIG_T> void residual_add(float *h, const float *y, unsigned n) {
-    const unsigned max_dim = CONFIG_T::max_dim;  // pragma value
-    (void)max_dim;
-residual_loop:
-    for (unsigned i = 0; i < n; i++) {
+// s = 127 / max(peak, 1e-5); xq = clamp(rint(y * s), -128, 127) in groups of three (zero past n).
+template <class C, unsigned DIM, unsigned B, unsigned MAX_GROUPS>
+float quantize(const float y[1][DIM], float peak, unsigned n, unsigned groups, int8_t xq[B][MAX_GROUPS][3],
+               unsigned tok) {
+    const unsigned V = C::lanes;
+    const unsigned max_iters = MAX_GROUPS / GROUPS_PER_LANE_SET;
+    (void)max_iters;
+    const float scale = ACT_QMAX / (peak > ACT_SCALE_FLOOR ? peak : ACT_SCALE_FLOOR);
+QUANTIZE:
+    for (unsigned i = 0; i < (groups + GROUPS_PER_LANE_SET - 1) / GROUPS_PER_LANE_SET; i++) {
 #pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        h[i] = h[i] + y[i];
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("quantize");
+        for (unsigned u = 0; u < GROUPS_PER_LANE_SET; u++) {
+#pragma HLS UNROLL
+            const unsigned g = GROUPS_PER_LANE_SET * i + u;
+            for (unsigned k = 0; k < 3; k++) {
+#pragma HLS UNROLL
+                const unsigned idx = V * i + 3 * u + k;
+                float r = idx < n ? std::rint(y[0][idx] * scale) : 0.0f;
+                r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
+                if (g < groups) xq[tok][g][k] = int8_t(r);
+            }
+        }
     }
+    return scale;
+}
+
+// The fused unit in front of every ternary matmul: RMSNorm of x[row] from `offset` (n values) with
+// weight row wrow of w, then int8 quantisation into xq[tok] (groups of three, `groups` of them: the
+// matrix's words x 25). Returns s_x; y holds the normalised values (the final norm's output).
+template <class C, unsigned ROWS, unsigned DIM, unsigned WROWS, unsigned WDIM, unsigned B, unsigned MAX_GROUPS>
+float norm_quant(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[WROWS][WDIM],
+                 unsigned wrow, float eps, unsigned n, unsigned groups, float y[1][WDIM],
+                 int8_t xq[B][MAX_GROUPS][3], unsigned tok) {
+    const float inv = inv_rms(sum_of_squares<C, ROWS, DIM>(x, row, offset, n), n, eps);
+    const float peak = normalize<C, ROWS, DIM, WROWS, WDIM>(x, row, offset, w, wrow, inv, n, y);
+    return quantize<C, WDIM, B, MAX_GROUPS>(y, peak, n, groups, xq, tok);
 }
 
 inline float activate(float g, int act) {
@@ -92,40 +165,7 @@ inline float activate(float g, int act) {
         const float r = g > 0.0f ? g : 0.0f;
         return r * r;
     }
-    return g / (1.0f + std::exp(-g));
-}
-
-template <class CONFIG_T> void gate_up(const float *gate, const float *up, int act, unsigned n, float *m) {
-    const unsigned max_dim = CONFIG_T::max_dim;  // pragma value
-    (void)max_dim;
-gate_up_loop:
-    for (unsigned i = 0; i < n; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_dim
-        m[i] = activate(gate[i], act) * up[i];
-    }
-}
-
-// x[heads][HEAD_DIM] in place: x*cos + rotate_half(x)*sin, rotate_half(x) = (-x2, x1).
-// cos_row/sin_row are one position's rows of the [max_context][HEAD_DIM] tables.
-template <class CONFIG_T>
-void rope(float *x, unsigned heads, const float *cos_row, const float *sin_row) {
-    const unsigned HEAD_DIM = CONFIG_T::head_dim;
-    const unsigned half = HEAD_DIM / 2;
-    const unsigned max_heads = CONFIG_T::max_dim / HEAD_DIM;  // pragma value
-    (void)max_heads;
-rope_heads:
-    for (unsigned h = 0; h < heads; h++) {
-#pragma HLS LOOP_TRIPCOUNT max = max_heads
-    rope_pairs:
-        for (unsigned i = 0; i < half; i++) {
-#pragma HLS PIPELINE II = 1
-            const float x1 = x[h * HEAD_DIM + i];
-            const float x2 = x[h * HEAD_DIM + half + i];
-            x[h * HEAD_DIM + i] = x1 * cos_row[i] + (-x2) * sin_row[i];
-            x[h * HEAD_DIM + half + i] = x2 * cos_row[half + i] + x1 * sin_row[half + i];
-        }
-    }
+    return g / (1.0f + exp_poly(-g));
 }
 
 }  // namespace tellme

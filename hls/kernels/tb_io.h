@@ -1,15 +1,16 @@
-// Host-side helpers shared by the testbench and the C-simulation bridge (never synthesised):
-// raw little-endian files written by numpy, bytes <-> AXI words, bit-exact float comparison.
+// Host-side helpers shared by the testbenches and the C-simulation bridge (never synthesised): raw
+// little-endian files written by numpy, bytes <-> 128-bit words, float comparison.
 #ifndef TELLME_TB_IO_H
 #define TELLME_TB_IO_H
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include "ap_int.h"
+#include "common.h"
 
 namespace tellme_tb {
 
@@ -31,34 +32,61 @@ template <class T> bool read_array(const std::string &path, size_t count, std::v
     return true;
 }
 
-// Pack bytes into AXI words, byte b of word w = bytes[w * W/8 + b]; the last word is zero-filled.
-// Filled through pieces of up to 64 bits (byte-wise access to wide ap_uint is slow).
-template <int W> std::vector<ap_uint<W> > to_words(const uint8_t *bytes, size_t n_bytes) {
-    const size_t word_bytes = W / 8, piece_bytes = word_bytes < 8 ? word_bytes : 8;
-    std::vector<ap_uint<W> > words((n_bytes + word_bytes - 1) / word_bytes, ap_uint<W>(0));
-    for (size_t start = 0; start < n_bytes; start += piece_bytes) {
-        uint64_t piece = 0;
-        for (size_t b = 0; b < piece_bytes && start + b < n_bytes; b++) piece |= uint64_t(bytes[start + b]) << (8 * b);
-        words[start / word_bytes] |= ap_uint<W>(piece) << int(8 * (start % word_bytes));
-    }
-    return words;
+// Does a word's memory hold its 16 bytes little-endian (so bytes and words convert by memcpy)?
+inline bool words_are_bytes() {
+    static const bool same = [] {
+        if (sizeof(tellme::word_t) != 16) return false;
+        const tellme::word_t w = tellme::make_word(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull);
+        unsigned char b[16];
+        std::memcpy(b, &w, 16);
+        for (unsigned i = 0; i < 16; i++)
+            if (b[i] != i) return false;
+        return true;
+    }();
+    return same;
 }
 
-// Number of elements whose bit patterns differ; prints the first few.
-inline size_t count_mismatches(const float *got, const float *want, size_t n, const char *label) {
-    size_t bad = 0;
+// n_bytes bytes (a multiple of 16) into words / words back into bytes.
+inline void bytes_to_words(const void *bytes, size_t n_bytes, std::vector<tellme::word_t> &words) {
+    const size_t n = n_bytes / 16;
+    words.resize(n);
+    if (words_are_bytes()) {
+        if (n) std::memcpy(static_cast<void *>(words.data()), bytes, n * 16);
+        return;
+    }
+    const unsigned char *b = static_cast<const unsigned char *>(bytes);
     for (size_t i = 0; i < n; i++) {
-        uint32_t a, b;
-        std::memcpy(&a, &got[i], sizeof a);
-        std::memcpy(&b, &want[i], sizeof b);
-        if (a != b) {
-            if (bad < 5) std::fprintf(stderr, "%s[%zu]: got %.9g, want %.9g\n", label, i, got[i], want[i]);
-            bad++;
-        }
+        uint64_t lo, hi;
+        std::memcpy(&lo, b + 16 * i, 8);
+        std::memcpy(&hi, b + 16 * i + 8, 8);
+        words[i] = tellme::make_word(lo, hi);
     }
-    return bad;
 }
 
-} // namespace tellme_tb
+inline void words_to_bytes(const std::vector<tellme::word_t> &words, void *bytes) {
+    if (words_are_bytes()) {
+        if (!words.empty()) std::memcpy(bytes, static_cast<const void *>(words.data()), words.size() * 16);
+        return;
+    }
+    unsigned char *b = static_cast<unsigned char *>(bytes);
+    for (size_t i = 0; i < words.size(); i++) {
+        const uint64_t lo = tellme::word_lo(words[i]), hi = tellme::word_hi(words[i]);
+        std::memcpy(b + 16 * i, &lo, 8);
+        std::memcpy(b + 16 * i + 8, &hi, 8);
+    }
+}
+
+// Largest |got - want| over n values, and the largest |want|.
+inline void max_difference(const float *got, const float *want, size_t n, float &worst, float &peak) {
+    worst = 0.0f;
+    peak = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float diff = std::fabs(got[i] - want[i]);
+        worst = diff > worst ? diff : worst;
+        peak = std::fabs(want[i]) > peak ? std::fabs(want[i]) : peak;
+    }
+}
+
+}  // namespace tellme_tb
 
 #endif
