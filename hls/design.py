@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .csim import DecoderSim
     from .fit import FitEstimate
     from .perf import SpeedEstimate
+    from .top_args import GeneratedTop
 
 ACT_ENUM = {"relu2": 0, "silu": 1}  # elementwise.h activation_t
 TLMM_GOLDEN_LAYER, TLMM_GOLDEN_PROJ, TLMM_GOLDEN_TOKENS = 0, "gate_proj", 2
@@ -216,6 +217,14 @@ class Design:
             "tlmm_x": -(-cfg.max_k // (cfg.axi_width // 8)),
             "tlmm_y": cfg.max_n,
         }
+
+    @cached_property
+    def top_args(self) -> GeneratedTop:
+        """The top's arguments and the buffers they point at (tellme.hls.top_args): rendered into top.cpp,
+        recorded in the design manifest for the host."""
+        from .top_args import decoder_top
+
+        return decoder_top(self)
 
     def with_config(self, **changes: object) -> Design:
         """The same model with some accelerator parameters changed (validated)."""

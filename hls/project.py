@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
+from tellme.host.design_manifest import HLS_IP_VERSION, HLS_LIBRARY, HLS_VENDOR
 from tellme.models.atomic import atomic_dir, check_destination
 
 from .config import AP_INT_MAX_W, AcceleratorConfig
@@ -64,7 +65,8 @@ def _context(config: AcceleratorConfig, design: Design | None) -> dict:
     params += [(key, getattr(config, key)) for key in ("axi_width", "max_context", "max_k", "max_n", "top")]
     params += [(f"tlmm.{key}", value) for key, value in vars(config.tlmm).items()]
     return {"cfg": config, "ap_int_max_w": AP_INT_MAX_W, "depth": depth, "params": params,
-            "project_name": PROJECT_NAME, "design": design}
+            "project_name": PROJECT_NAME, "design": design,
+            "ip_vendor": HLS_VENDOR, "ip_library": HLS_LIBRARY, "ip_version": HLS_IP_VERSION}
 
 
 def _sources(config: AcceleratorConfig, design: Design | None) -> dict[str, str]:

@@ -143,6 +143,11 @@ class DdrImage:
     offsets: ImageOffsets
     layout: LineLayout
 
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """The static buffers by the names the design's top interface gives them (its "image" buffers):
+        the board host uploads each into its own contiguous buffer."""
+        return {"weights": self.weights, "params": self.params}
+
 
 def build_ddr_image(folder: ModelFolder, layout: LineLayout, max_context: int) -> DdrImage:
     """The model's weights and parameters images for an engine with this layout and context."""
