@@ -1,4 +1,4 @@
-"""`tellme logits` and `tellme run`."""
+"""`tellme logits`, `tellme run` and `tellme selftest`."""
 
 from __future__ import annotations
 
@@ -111,3 +111,10 @@ def run_command(args: argparse.Namespace) -> int:
         _stream(pieces)
         print(f"[{session.name}] {session.stats.summary()}", file=sys.stderr)
     return 0
+
+
+def selftest_command(args: argparse.Namespace) -> int:
+    """One line per check; exit 1 at the first hard failure."""
+    from .selftest import selftest
+
+    return selftest(Path(args.bitstream), args.model)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
 import tempfile
 import types
 from pathlib import Path
@@ -431,3 +432,117 @@ def test_the_board_notebook_runs_on_the_stand_in(bitlinear_model, design, sim, m
     out = capsys.readouterr().out
     assert "pynq: context of 128 positions" in out and out.count("decode") >= 2
     assert board.live == {}
+
+
+# --- CMA, clock, package, self-test -------------------------------------------------------------------
+
+def test_too_little_cma_is_refused_before_loading(bitlinear_model, design, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, design, cma_free=64 << 10)
+    args = ["run", "--backend", "pynq", "--model", str(bitlinear_model.model_dir), "--bitstream", str(design),
+            "--prompt", "a"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tellme: error: design tiny needs ")
+    assert "CMA 0.1 MiB free of 900.0 MiB" in err[0] and "close them or reboot" in err[0]  # others hold it
+    assert board.ip is None and board.allocations == 0
+    # a pool smaller than the need: raise cma=
+    need = read_design(design).interface.cma_bytes
+    assert 64 << 10 < need < 64 << 20 and cma.suggested_cma(need) == 128 and cma.suggested_cma(600 << 20) == 768
+    small = Path(tempfile.mkdtemp()) / "meminfo"
+    small.write_text("CmaTotal:  16 kB\nCmaFree:   16 kB\n")
+    monkeypatch.setattr(cma, "MEMINFO", small)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"raise the kernel boot argument cma= (e.g. cma={cma.suggested_cma(need)}M" in err
+
+
+def test_a_clock_left_at_100_mhz_is_set_back(bitlinear_model, design, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, design, clock_mhz=100.0)
+    with Session(bitlinear_model.model_dir, backend="csim", bitstream=design) as csim:
+        want = run_text(csim)
+    with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
+        assert run_text(session) == want  # the stand-in kernel refuses to run at the wrong clock
+    assert board.clock.fclk0_mhz == read_design(design).clock_mhz == 250.0
+    assert "left the PL clock at 100 MHz; set it to 250 MHz" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def package(bitlinear_model, design, tmp_path_factory) -> Path:
+    """`tellme package` of the stand-in design, unpacked as on the board."""
+    from tellme.host.cli import main as cli
+
+    out = tmp_path_factory.mktemp("package") / "tiny.tar.gz"
+    assert cli(["package", str(design), "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                "--images"]) == 0
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        tar.extractall(out.parent / "board", filter="data")
+    assert sorted(names) == sorted(f"tiny/{n}" for n in (
+        "manifest.json", "tiny.bit", "tiny.hwh", "golden.npz", "notebooks/chat.ipynb", "images/weights.npy",
+        "images/params.npy", "PACKAGE.json"))
+    return out.parent / "board" / "tiny"
+
+
+def selftest_lines(capsys) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_package_round_trip(package, design, bitlinear_model):
+    from tellme.host.board_package import designs_near, read_golden, verify_package
+
+    assert verify_package(package) == 7
+    assert read_design(package).interface == read_design(design).interface
+    golden = read_golden(package)
+    assert golden.n == 4 and golden.prefill_out.shape == golden.prefill_in.shape
+    image = build_ddr_image(open_model_folder(bitlinear_model.model_dir), read_design(design).layout,
+                            read_design(design).max_context)
+    assert np.array_equal(np.load(package / "images" / "weights.npy"), image.weights)
+    assert designs_near(package / "notebooks") == [package]  # the notebook finds its design one folder up
+    assert designs_near(package.parent) == [package]
+    (package / "golden.npz").write_bytes((package / "golden.npz").read_bytes() + b"x")
+    try:
+        with pytest.raises(UserError, match="golden.npz differs from the archive"):
+            verify_package(package)
+    finally:
+        (package / "golden.npz").write_bytes((package / "golden.npz").read_bytes()[:-1])
+
+
+def test_selftest_on_the_stand_in_board(package, bitlinear_model, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, package, clock_mhz=100.0, forms={"start_pos": "renamed"})
+    monkeypatch.setenv("BOARD", "KV260")
+    assert main(["selftest", "--backend", "pynq", "--bitstream", str(package), "--model",
+                 str(bitlinear_model.model_dir)]) == 0
+    lines = selftest_lines(capsys)
+    assert [line.split()[1] for line in lines] == ["pynq", "design", "board", "cma", "clock", "prefill", "decode",
+                                                   "speed"]
+    status = {line.split()[1]: line.split()[0] for line in lines}
+    assert status["clock"] == "warn" and "left the PL clock at 100 MHz; set to 250 MHz" in lines[4]
+    assert all(status[k] == "ok" for k in ("pynq", "design", "board", "cma", "prefill", "decode"))
+    assert "package: 7 files verified" in lines[1] and "bit-exact" in lines[5] and "position 4" in lines[6]
+    assert board.starts == 2 and board.live == {}
+
+
+def test_selftest_stops_at_the_first_hard_failure(package, bitlinear_model, sim, monkeypatch, capsys):
+    args = ["selftest", "--bitstream", str(package), "--model", str(bitlinear_model.model_dir)]
+    board = fake_pynq(monkeypatch, sim, package)
+    monkeypatch.setenv("BOARD", "ZCU104")
+    assert main(args) == 1
+    lines = selftest_lines(capsys)
+    assert lines[-1].startswith("FAIL board    this board is ZCU104") and len(lines) == 3 and board.ip is None
+
+    monkeypatch.setenv("BOARD", "KV260")
+    board = fake_pynq(monkeypatch, sim, package)
+    board.kernel = lambda argument: 0  # runs, returns 0, writes nothing: hidden_out stays zero
+    assert main(args) == 1
+    lines = selftest_lines(capsys)
+    assert lines[-1].startswith("FAIL prefill  4 tokens:") and "differ" in lines[-1] and board.live == {}
+
+    fake_pynq(monkeypatch, sim, package, cma_free=64 << 10)
+    assert main(args) == 1
+    assert selftest_lines(capsys)[-1].startswith("FAIL cma      needs ")
+
+    monkeypatch.setitem(sys.modules, "pynq", None)  # not importable
+    assert main(args) == 1
+    assert selftest_lines(capsys) == [
+        "FAIL pynq     pynq is not importable: run on the board inside its pynq environment (Kria-PYNQ: sudo -i, "
+        "then source /etc/profile.d/pynq_venv.sh)"]
