@@ -86,6 +86,7 @@ class Board:
     host_reserved_bytes: int  # assumption: DDR kept by Linux, PYNQ and Jupyter, never ours
     preset: dict  # AcceleratorConfig fields beyond board, part and clock
     clock_mhz: float
+    carrier_glob: str = ""  # get_boards pattern of the carrier's board files a SOM needs (checked by build_bd.tcl)
 
     @property
     def has_uram(self) -> bool:
@@ -164,7 +165,10 @@ BOARDS: dict[str, Board] = {
             board_part="xilinx.com:kv260_som:part0:1.4",
             board_part_glob="*:kv260_som:*",
             board_connections="som240_1_connector xilinx.com:kv260_carrier:som240_1_connector:1.3",
-            board_files_hint="install the Kria K26 SOM and KV260 carrier board files from the Vivado board store",
+            board_files_hint="install the Kria K26 SOM and KV260 carrier board files from the Vivado board store "
+                             "(Tools > Vivado Store > Boards, or xhub::install in Tcl), or point "
+                             "TELLME_BOARD_REPO_PATHS at a folder holding them",
+            carrier_glob="*kv260_carrier*",
             ps=ZYNQ_MPSOC,
             resources=Resources("XCK26", 117_120, 234_240, 144, 64, 1_248, 57_600),
             ddr_bytes=4 * GIB,

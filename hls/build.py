@@ -1,11 +1,13 @@
 """`tellme build`: a converted model + a board -> a design folder the host loads with --bitstream.
 
 Steps: estimate whether the design fits the board; write the HLS project (tellme hls) into
-<design>/hls and the Vivado script into <design>/vivado/build_bd.tcl; run `vitis_hls -f run_hls.tcl`
-(csynth and IP export) and `vivado -mode batch -source build_bd.tcl` (block design, synthesis,
-implementation, bitstream); copy <design>.bit and <design>.hwh next to manifest.json and fill the
-manifest with figures from the HLS and Vivado reports. --dry-run writes and checks everything and runs
-no tool. The folder layout is documented in bitstreams/README.md.
+<design>/hls and the Vivado script into <design>/vivado/build_bd.tcl; check the installed tools
+(xilinx_tools.py: vitis_hls or vitis-run, release, Y2K22 patch); run `vitis_hls -f run_hls.tcl` or
+`vitis-run --mode hls --tcl run_hls.tcl` (csynth and IP export) and `vivado -mode batch -source
+build_bd.tcl` (block design, synthesis, implementation, bitstream, .xsa); check the top's registers in
+the driver header and the .hwh against its argument list; copy <design>.bit, .hwh and .xsa next to
+manifest.json and fill the manifest with figures from the HLS and Vivado reports. --dry-run writes
+and checks everything and runs no tool. The folder layout is documented in bitstreams/README.md.
 """
 
 from __future__ import annotations
@@ -22,19 +24,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tellme.host.design_manifest import MANIFEST, is_design_folder, new_manifest, write_manifest
+from tellme.host.design_manifest import (
+    HLS_IP_VERSION,
+    HLS_LIBRARY,
+    HLS_VENDOR,
+    MANIFEST,
+    is_design_folder,
+    new_manifest,
+    read_design,
+    write_manifest,
+)
+from tellme.host.top_interface import TopInterface
 from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
 
 from .bd import Interfaces, block_design, parse_interfaces
 from .config import AcceleratorConfig
 from .reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
+from .top_args import check_hwh_registers, check_pragmas, header_registers
+from .xilinx_tools import HLS_KINDS, HlsTool, check_tools, find_hls, find_vivado
 
 if TYPE_CHECKING:
     from .design import Design
 
 HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
-TOOLS = ("vitis_hls", "vivado")
+OUTPUTS = ("bit", "hwh", "xsa")  # what build_bd.tcl leaves in vivado/out/ and the build copies up
 _NAME_CHARS = re.compile(r"[^a-z0-9._-]+")
 # log lines worth echoing as progress: our own markers, errors, and the tools' phase lines
 _PROGRESS = re.compile(r"^(tellme:|ERROR:|CRITICAL WARNING:)|(Starting|Finished|Launched|Running) ")
@@ -119,13 +133,31 @@ def _replaceable(out: Path, force: bool) -> None:
     shutil.rmtree(out)
 
 
-def _commands(out: Path, design: str) -> list[tuple[str, list[str], Path, dict[str, str]]]:
-    """(tool, argv, working folder, extra environment) of each step."""
+def _commands(out: Path, hls: HlsTool) -> list[tuple[str, list[str], Path, dict[str, str]]]:
+    """(tool, argv, working folder, extra environment) of each step; `hls` says which form runs run_hls.tcl
+    (vitis-run cannot pass -tclargs, so the steps go through the environment in both)."""
     return [
-        ("vitis_hls", ["vitis_hls", "-f", "run_hls.tcl"], out / "hls", {"TELLME_HLS_STEPS": HLS_STEPS}),
+        (hls.kind, hls.argv(), out / "hls", {"TELLME_HLS_STEPS": HLS_STEPS}),
         ("vivado", ["vivado", "-mode", "batch", "-source", "build_bd.tcl", "-notrace", "-nojournal", "-nolog"],
          out / "vivado", {}),
     ]
+
+
+def _list_steps(out: Path, name: str, hls: HlsTool | None, label: str) -> list:
+    """Print the steps; without an installed Vitis HLS both forms of the HLS step, each with its releases."""
+    forms = [hls] if hls is not None else [HlsTool(kind) for kind in HLS_KINDS]
+    commands = _commands(out, forms[0])
+    print(f"{label}:")
+    for i, (_, argv, cwd, env) in enumerate(commands, 1):
+        if i == 1:
+            for j, form in enumerate(forms):
+                where = f"{form.kind} {form.path}" if form.path else form.releases
+                lead = f"  {i}." if j == 0 else "     or"
+                print(f"{lead} {_show(form.argv(), cwd, env)}   # {where}")
+        else:
+            print(f"  {i}. {_show(argv, cwd, env)}")
+    print(f"  {len(commands) + 1}. copy vivado/out/{name}.bit, .hwh and .xsa to {out}/, figures into {MANIFEST}")
+    return commands
 
 
 def _show(argv: list[str], cwd: Path, env: dict[str, str]) -> str:
@@ -200,9 +232,12 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
     bd = block_design(name, project.config, project.interfaces, Path(ip_rel).as_posix())
     (out / "vivado").mkdir(exist_ok=True)
     write_atomic(out / "vivado" / "build_bd.tcl", bd.render())
+    check_pragmas(project.interfaces.ports, design.top_args, f"{out / 'hls' / project.interfaces.source}")
+    vlnv = f"{HLS_VENDOR}:{HLS_LIBRARY}:{config.top}:{HLS_IP_VERSION}"
     manifest = new_manifest(
         design=name, board=config.board, part=config.part, board_part=bd.board.board_part,
-        clock_mhz=config.clock_mhz, top=config.top, accelerator=config.to_dict(), ports=bd.manifest_ports(),
+        clock_mhz=config.clock_mhz, top=config.top, accelerator=config.to_dict(),
+        ports={**bd.manifest_ports(), "vlnv": vlnv}, interface=design.top_args.interface.to_dict(),
         model_name=design.name, model_hash=design.folder.model_hash, model_config=design.model,
         max_context=design.context, estimate={**fit.to_dict(), "speed": speed.to_dict()},
     )
@@ -213,25 +248,36 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
           f"m_axi {routes}; s_axi_{bd.interfaces.control} -> {bd.board.ps.control_port} "
           f"at 0x{bd.board.ps.control_base:08X}")
     print(f"wrote {out}/: hls/ (project), vivado/build_bd.tcl, {MANIFEST}")
-    commands = _commands(out, name)
-    label = "would run" if dry_run else "steps"
-    print(f"{label}:")
-    for i, (_, argv, cwd, env) in enumerate(commands, 1):
-        print(f"  {i}. {_show(argv, cwd, env)}")
-    print(f"  {len(commands) + 1}. copy vivado/out/{name}.bit and .hwh to {out}/, figures into {MANIFEST}")
-
-    found = {tool: shutil.which(tool) for tool in TOOLS}
+    hls, vivado = find_hls(), find_vivado()
+    commands = _list_steps(out, name, hls, "would run" if dry_run else "steps")
     if dry_run:
-        state = ", ".join(f"{t} {'at ' + p if p else 'not on PATH'}" for t, p in found.items())
+        state = ", ".join(f"{t} {'at ' + p if p else 'not on PATH'}"
+                          for t, p in ((hls.kind if hls else "vitis_hls/vitis-run", hls and hls.path),
+                                       ("vivado", vivado[0])))
         print(f"dry run: nothing run ({state})")
         return 0
-    missing = [tool for tool, path in found.items() if path is None]
+    missing = "vitis_hls (or vitis-run)" if hls is None else "vivado" if vivado[0] is None else None
     if missing:
         raise UserError(
-            f"{missing[0]} not found on PATH (source the AMD tools' settings64.sh); the design is written to "
+            f"{missing} not found on PATH (source the AMD tools' settings64.sh); the design is written to "
             f"{out}: copy it to a machine with Vitis HLS and Vivado and run the commands listed above there"
         )
+    assert hls is not None
+    for warning in check_tools(hls, vivado):
+        print(f"tellme: warning: {warning}", file=sys.stderr)
     return _run_build(out, name, project, manifest, commands)
+
+
+def _header_registers(project: HlsProject, interface: TopInterface) -> dict[str, list[int]] | None:
+    """The top's registers from the exported driver header, checked against its arguments."""
+    try:
+        registers = header_registers(project.ip_dir, project.config.top, interface)
+    except UserError as exc:
+        raise BuildError(f"the exported IP does not match the top's arguments: {exc}") from None
+    if registers is None:
+        print(f"tellme: warning: no driver header x{project.config.top}_hw.h under {project.ip_dir}: register "
+              "offsets are checked against the .hwh only", file=sys.stderr)
+    return registers
 
 
 def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, commands: list) -> int:
@@ -239,10 +285,12 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
     (tool, argv, cwd, env) = commands[0]
     run_tool(tool, argv, cwd, env, logs / f"{tool}.log")
     _expect([project.csynth_xml, project.ip_dir / "component.xml"], tool, logs / f"{tool}.log")
+    interface = read_design(out).interface
+    registers = _header_registers(project, interface)
     (tool, argv, cwd, env) = commands[1]
     run_tool(tool, argv, cwd, env, logs / f"{tool}.log")
     vivado_dir = out / "vivado"
-    outputs = {ext: vivado_dir / "out" / f"{name}.{ext}" for ext in ("bit", "hwh")}
+    outputs = {ext: vivado_dir / "out" / f"{name}.{ext}" for ext in OUTPUTS}
     reports = {k: vivado_dir / "reports" / f"{k}.rpt" for k in ("utilization", "timing_summary")}
     _expect([*outputs.values(), *reports.values()], tool, logs / f"{tool}.log")
     try:
@@ -251,6 +299,10 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         timing = parse_timing_summary(reports["timing_summary"])
     except ReportError as exc:
         raise BuildError(str(exc)) from None
+    try:
+        check_hwh_registers(outputs["hwh"], manifest["ports"]["ip"], interface, registers)
+    except UserError as exc:
+        raise BuildError(f"{exc} (log: {logs / (tool + '.log')})") from None
 
     for ext, src in outputs.items():
         dst = out / f"{name}.{ext}"
@@ -259,6 +311,7 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         os.replace(tmp, dst)
     manifest.update(
         built=True,
+        registers=registers,
         tools={"vitis_hls": hls.pop("tool"), "vivado": utilization.pop("tool") or timing.get("tool")},
         hls=hls,
         vivado={"utilization": utilization, "timing": {k: v for k, v in timing.items() if k != "tool"}},
@@ -269,7 +322,7 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
     parts = [f"{k.upper()} {used[k]:g}/{avail.get(k) or 0:g}" for k in ("lut", "ff", "bram", "uram", "dsp")
              if k in used]
     worst = hls["latency_cycles"]["worst"]
-    print(f"built {out / (name + '.bit')} and {name}.hwh: {', '.join(parts)}; WNS {timing['wns_ns']:g} ns; "
+    print(f"built {out / (name + '.bit')}, {name}.hwh and {name}.xsa: {', '.join(parts)}; WNS {timing['wns_ns']:g} ns; "
           f"HLS worst-case latency {worst if worst is not None else 'undefined'} cycles")
     if not timing["met"]:
         print(

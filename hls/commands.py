@@ -1,4 +1,4 @@
-"""`tellme hls` and `tellme build`: parse, call the Design, print."""
+"""`tellme hls`, `tellme build` and `tellme package`: parse, call the Design, print."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ def hls_command(args: argparse.Namespace) -> int:
 
 def build_command(args: argparse.Namespace) -> int:
     return _design(args).build(Path(args.out) if args.out else None, dry_run=args.dry_run, force=args.force)
+
+
+def package_command(args: argparse.Namespace) -> int:
+    from .package import package_design
+
+    out = package_design(Path(args.design), resolve_model_dir(args.model), Path(args.out) if args.out else None,
+                         images=args.images)
+    print(f"wrote {out}: copy it to the board, tar xzf it there and run tellme selftest --backend pynq "
+          f"--bitstream <unpacked folder>")
+    return 0

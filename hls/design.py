@@ -14,7 +14,6 @@ makes one from a shape alone, for estimates. The CLI only parses arguments, call
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from .csim import DecoderSim
     from .fit import FitEstimate
     from .perf import SpeedEstimate
+    from .top_args import GeneratedTop
 
 ACT_ENUM = {"relu2": 0, "silu": 1}  # elementwise.h activation_t
 ELEMENTWISE_LANES = 15  # elementwise.h: five groups of three a cycle
@@ -185,44 +185,22 @@ class Design:
         """The float32 epsilon as a C literal that reads back to the same float."""
         return f"{float(np.float32(self.model.rms_norm_eps)):.9g}f"
 
-    def top_arguments(self) -> list[dict[str, str]]:
-        """The top function's arguments: name, kind (buffer or scalar), the named buffer or value it
-        carries, and its AXI bundle. Several arguments may name one buffer (the K/V cache is read through
-        every weight port and written through the io port)."""
-        args = []
-        for p in range(self.config.weight_ports):
-            args.append({"name": f"weights{p}", "kind": "buffer", "buffer": f"weights{p}", "bundle": f"gmem{p}"})
-        for p in range(self.config.weight_ports):
-            args.append({"name": f"kv{p}", "kind": "buffer", "buffer": "kv", "bundle": f"gmem{p}"})
-        args += [
-            {"name": "params", "kind": "buffer", "buffer": "params", "bundle": "gmem_io"},
-            {"name": "hidden_in", "kind": "buffer", "buffer": "hidden_in", "bundle": "gmem_io"},
-            {"name": "kv_out", "kind": "buffer", "buffer": "kv", "bundle": "gmem_io"},
-            {"name": "results", "kind": "buffer", "buffer": "results", "bundle": "gmem_io"},
-            {"name": "n_tokens", "kind": "scalar", "value": "n", "bundle": "control"},
-            {"name": "first_pos", "kind": "scalar", "value": "pos", "bundle": "control"},
-        ]
-        return args
-
-    def buffer_words(self) -> dict[str, int]:
-        """128-bit words of every named buffer (what the host allocates)."""
-        lay, c = self.layout, self.context
-        words = {f"weights{p}": lay.stripe_words for p in range(self.config.weight_ports)}
-        words["params"] = lay.param_offsets["total"] // FLOATS_PER_WORD
-        words["kv"] = lay.kv_words
-        words["hidden_in"] = c * lay.hidden_pad // FLOATS_PER_WORD
-        results = lay.vocab_pad if self.config.head_on_pl else c * lay.hidden_pad
-        words["results"] = results // FLOATS_PER_WORD
-        return words
-
     @property
     def depth(self) -> dict[str, int]:
-        """m_axi depth per bundle (what C/RTL co-simulation allocates): every port of a bundle gets the
-        same options, so the largest of its buffers."""
-        words = self.buffer_words()
-        weights = max(words[f"weights{p}"] for p in range(self.config.weight_ports))
-        io = max(words["params"], words["hidden_in"], words["kv"], words["results"])
-        return {"weights": max(weights, words["kv"]), "io": io}
+        """m_axi depth in words per bundle kind (what C/RTL co-simulation allocates): every port of a
+        bundle gets the same options, so the largest buffer any of its ports reaches."""
+        lay, c = self.layout, self.context
+        results = lay.vocab_pad if self.config.head_on_pl else c * lay.hidden_pad
+        io = max(lay.param_offsets["total"], c * lay.hidden_pad, results) // FLOATS_PER_WORD
+        return {"weights": max(lay.stripe_words, lay.kv_words), "io": max(io, lay.kv_words)}
+
+    @cached_property
+    def top_args(self) -> GeneratedTop:
+        """The top's arguments and the buffers they point at (tellme.hls.top_args): rendered into top.cpp
+        and config.h, recorded in the design manifest for the host."""
+        from .top_args import decoder_top
+
+        return decoder_top(self)
 
     # --- what it needs from the weights ---
     def _weights(self) -> ModelFolder:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import jinja2
 import numpy as np
 
+from tellme.host.design_manifest import HLS_IP_VERSION, HLS_LIBRARY, HLS_VENDOR
 from tellme.models.atomic import atomic_dir, check_destination
 from tellme.models.ddr_image import WORD_BYTES
 from tellme.models.packing import WORD_INDICES
@@ -54,7 +55,8 @@ def _context(design: Design) -> dict:
                if f.name not in ("board", "part", "clock_mhz", "tlmm")]
     params += [(f"tlmm.{key}", value) for key, value in vars(config.tlmm).items()]
     return {"cfg": config, "design": design, "params": params, "project_name": PROJECT_NAME,
-            "kernels": [path for path in KERNEL_FILES if path.startswith("src/")]}
+            "kernels": [path for path in KERNEL_FILES if path.startswith("src/")],
+            "ip_vendor": HLS_VENDOR, "ip_library": HLS_LIBRARY, "ip_version": HLS_IP_VERSION}
 
 
 def design_sources(design: Design) -> dict[str, str]:

@@ -18,6 +18,8 @@ HANDLERS: dict[str, str] = {
     "run": "tellme.host.commands:run_command",
     "hls": "tellme.hls.commands:hls_command",
     "build": "tellme.hls.commands:build_command",
+    "package": "tellme.hls.commands:package_command",
+    "selftest": "tellme.host.commands:selftest_command",
 }
 KV_CACHES = ("float16", "float32")
 
@@ -102,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write and check everything, run no Xilinx tool")
     p.add_argument("--force", action="store_true", help="replace an existing design folder")
+
+    p = sub.add_parser("package", help="a slim archive of a built design for the board (with golden vectors)")
+    p.add_argument("design", metavar="DESIGN", help="design folder from tellme build")
+    _add_model_arg(p)
+    p.add_argument("--out", default=None, help="archive to write (default: <design>.tar.gz beside DESIGN)")
+    p.add_argument("--images", action="store_true",
+                   help="include the DDR image's static buffers (the board then skips building them)")
+
+    p = sub.add_parser("selftest", help="on the board: pynq, board, CMA, clock, golden vectors, speed")
+    p.add_argument("--backend", default="pynq", choices=["pynq"], help="pynq (the board)")
+    p.add_argument("--bitstream", required=True, metavar="DESIGN",
+                   help="an unpacked archive from tellme package (or a design folder with golden.npz)")
+    _add_model_arg(p)
     return parser
 
 

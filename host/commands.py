@@ -1,4 +1,4 @@
-"""`tellme logits` and `tellme run`."""
+"""`tellme logits`, `tellme run` and `tellme selftest`."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def logits_command(args: argparse.Namespace) -> int:
     with open_backend(args.backend, resolve_model_dir(args.model), kv_cache=args.kv_cache) as backend:
         if len(tokens) > backend.max_context:
             raise UserError(f"{len(tokens)} tokens exceed the context of {backend.max_context}")
-        logits = backend.lm_head(backend.forward(tokens)).astype(np.float32)
+        logits = backend.all_logits(tokens).astype(np.float32)
     save_npy_atomic(Path(args.out), logits)
     print(f"wrote {args.out}: logits {list(logits.shape)}", file=sys.stderr)
     return 0
@@ -111,3 +111,10 @@ def run_command(args: argparse.Namespace) -> int:
         _stream(pieces)
         print(f"[{session.name}] {session.stats.summary()}", file=sys.stderr)
     return 0
+
+
+def selftest_command(args: argparse.Namespace) -> int:
+    """One line per check; exit 1 at the first hard failure."""
+    from .selftest import selftest
+
+    return selftest(Path(args.bitstream), args.model)

@@ -17,22 +17,26 @@ from pathlib import Path
 
 from tellme.models.atomic import write_atomic
 from tellme.models.config import ModelConfig
-from tellme.models.ddr_image import LineLayout
+from tellme.models.ddr_image import DdrLayout
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
 
+from .top_interface import TopInterface, interface_from_dict
+
 MANIFEST = "manifest.json"
 DESIGN_FORMAT = "tellme-design"
-DESIGN_VERSION = 1
+DESIGN_VERSION = 2  # 2: the top's arguments and buffers ("interface"), prefixed argument names
 DECODER_TOP = "tellme_top"
+# the exported IP's VLNV (run_hls.tcl's config_export pins it; the pynq driver binds to it)
+HLS_VENDOR, HLS_LIBRARY, HLS_IP_VERSION = "tellme", "hls", "1.0"
 # model config fields the bitstream is sized by (the rest, e.g. token ids, is the host's business)
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta")
 
 
 def new_manifest(*, design: str, board: str, part: str, board_part: str, clock_mhz: float, top: str,
-                 accelerator: dict, ports: dict, model_name: str, model_hash: str, model_config: ModelConfig,
-                 max_context: int, estimate: dict) -> dict:
+                 accelerator: dict, ports: dict, interface: dict, model_name: str, model_hash: str,
+                 model_config: ModelConfig, max_context: int, estimate: dict) -> dict:
     """The manifest of a design that is written but not built yet (tools, hls and vivado come later)."""
     return {
         "format": DESIGN_FORMAT,
@@ -48,6 +52,8 @@ def new_manifest(*, design: str, board: str, part: str, board_part: str, clock_m
         "built": False,
         "accelerator": accelerator,
         "ports": ports,
+        "interface": interface,
+        "registers": None,
         "model": {"name": model_name, "hash": model_hash, "config": dataclasses.asdict(model_config)},
         "max_context": max_context,
         "estimate": estimate,
@@ -72,20 +78,39 @@ def is_design_folder(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class DesignManifest:
-    """What the host needs from a design folder: files, the engine layout, the context and the clock."""
+    """What the host needs from a design folder: files, the engine layout, the context, the clock, and the
+    top's arguments and buffers."""
 
     path: Path
     name: str
     board: str
+    part: str
     top: str
     ip: str  # the accelerator's cell name in the block design (a key of pynq's ip_dict)
     clock_mhz: float
     max_context: int
-    layout: LineLayout
     model_hash: str
     model_config: dict
     accelerator: dict  # the generator's AcceleratorConfig, as written (the csim backend rebuilds it)
     built: bool
+    interface: TopInterface
+    vlnv: str  # the accelerator IP's vendor:library:name:version (what the pynq driver binds to)
+    registers: dict[str, tuple[int, ...]] | None  # argument -> register words, as the build read them
+    decode_ms_estimate: float | None  # hls/perf.py's modelled decode step (mid-context), for the self-test
+
+    @property
+    def head_on_pl(self) -> bool:
+        """The design computes the int8 LM head (and the host gathers int8 embeddings)."""
+        return self.accelerator.get("lm_head") == "pl-int8"
+
+    def layout(self, model: ModelConfig) -> DdrLayout:
+        """The DDR layout the bitstream reads, for the model it was built for (ddr_image)."""
+        try:
+            return DdrLayout(model, int(self.accelerator["weight_ports"]), self.max_context,
+                             int(self.accelerator["kv_block"]), self.head_on_pl)
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"design {self.name}: its accelerator parameters are damaged or from another version: "
+                            "rebuild the design with tellme build") from None
 
     @property
     def bitstream(self) -> Path:
@@ -131,17 +156,35 @@ def read_design(path: Path | str) -> DesignManifest:
         path=path,
         name=Path(_field(data, "bitstream", str, f)).stem,
         board=_field(data, "board", str, f),
+        part=_field(data, "part", str, f),
         top=top,
         ip=str(ports.get("ip") or f"{top}_0"),
         clock_mhz=float(_field(data, "clock_mhz", (int, float), f)),
         max_context=_field(data, "max_context", int, f),
-        layout=LineLayout(t=_field(data, "accelerator.tlmm.t", int, f), q=_field(data, "accelerator.tlmm.q", int, f),
-                          axi_width=_field(data, "accelerator.axi_width", int, f)),
         model_hash=_field(data, "model.hash", str, f),
         model_config=_field(data, "model.config", dict, f),
         accelerator=_field(data, "accelerator", dict, f),
         built=bool(data.get("built")),
+        interface=interface_from_dict(data.get("interface"), str(f)),
+        vlnv=str(ports.get("vlnv") or f"{HLS_VENDOR}:{HLS_LIBRARY}:{top}:{HLS_IP_VERSION}"),
+        registers=_registers(data.get("registers"), f),
+        decode_ms_estimate=_decode_ms(data),
     )
+
+
+def _registers(value: object, where: Path) -> dict[str, tuple[int, ...]] | None:
+    if value is None:
+        return None
+    try:
+        return {str(k): tuple(int(x) for x in v) for k, v in dict(value).items()}  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise UserError(f"{where}: 'registers' is damaged: rebuild the design with tellme build") from None
+
+
+def _decode_ms(data: dict) -> float | None:
+    speed = (data.get("estimate") or {}).get("speed") or {}
+    rate = speed.get("decode_tok_s") if isinstance(speed, dict) else None
+    return 1000.0 / rate if isinstance(rate, (int, float)) and rate > 0 else None
 
 
 def check_design(design: DesignManifest, folder: ModelFolder, board: str | None = None, built: bool = True) -> None:

@@ -1,11 +1,13 @@
-"""The accelerator boundary: a Device runs the decoder stack (every layer and the final norm) on hidden
-states; the host around it gathers embeddings, applies the LM head and samples.
+"""The accelerator boundary: a Device runs the decoder stack (every layer and the final norm, and with
+the design's LM head on the PL the int8 head too); the host around it gathers embeddings, applies the
+LM head when the device does not, and samples.
 
-Building a device uploads the weights image once and allocates its KV cache; `run(hidden_in, pos)`
-feeds n embeddings at positions [pos, pos + n) and returns the final-normed hidden states. Positions
-past `pos + n` are never read (attention is causal), so rewinding to position 0 needs no clearing.
-Three implementations share this contract: the numpy reference, the C-simulated top (csim) and the
-board (pynq, in pynq_device.py). Only the board one imports pynq, only csim imports the generator.
+Building a device uploads the static buffers once and allocates its KV cache; `run(hidden_in, pos)`
+feeds n embeddings at positions [pos, pos + n) and returns the final hidden states [n, hidden], or,
+when `returns_logits`, the last token's logits [vocab]. Positions past `pos + n` are never read
+(attention is causal), so rewinding to position 0 needs no clearing. Three implementations share this
+contract: the numpy reference, the C-simulated top (csim) and the board (pynq, in pynq_device.py).
+Only the board one imports pynq; csim, and the reference when it predicts a design, import the generator.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ KV_DTYPES = {"float16": np.float16, "float32": np.float32}
 class Device(Protocol):
     name: str
     max_context: int
+    returns_logits: bool  # run() returns the last token's logits, not hidden states
 
     def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
-        """hidden_in float32 [n, hidden] at positions [pos, pos + n) -> final-normed hidden [n, hidden]."""
+        """hidden_in float32 [n, hidden] at positions [pos, pos + n) -> final hidden states [n, hidden], or
+        the last token's logits [vocab] when returns_logits."""
         ...
 
     def close(self) -> None:
@@ -47,28 +51,46 @@ def check_range(n: int, pos: int, max_context: int) -> None:
 
 
 class ReferenceDevice:
-    """The numpy reference model (table-lookup matmuls). By default its KV cache is fp16, as the
-    accelerator stores it, so it predicts the accelerator's tokens; kv_cache="float32" gives
-    transformers' numerics."""
+    """The numpy reference model. With kv_cache="float16" (the default) it predicts a design bit for bit:
+    the design's arithmetic (tellme.models.numerics), its fp16 KV cache and its LM head (the board's
+    preset unless a design folder is given). kv_cache="float32" gives transformers' numerics: float32 KV
+    cache, float32 embedding and LM head, numpy's softmax and sums."""
 
     name = "reference"
 
-    def __init__(self, folder: ModelFolder, max_context: int | None = None, kv_cache: str = "float16"):
+    def __init__(self, folder: ModelFolder, design: DesignManifest | None = None, board: str = "kv260",
+                 kv_cache: str = "float16"):
         from tellme.models.reference import ReferenceModel
 
         if kv_cache not in KV_DTYPES:
             raise UserError(f"unknown KV cache type {kv_cache!r}: use one of {', '.join(KV_DTYPES)}")
-        self.model = ReferenceModel(folder, kv_dtype=KV_DTYPES[kv_cache])
-        self.max_context = max_context or folder.config.max_position_embeddings
+        if kv_cache == "float16":
+            predicted = design_for(folder, design, board)
+            self.model = predicted.reference()
+            self.max_context = predicted.context
+        else:
+            self.model = ReferenceModel(folder)
+            self.max_context = design.max_context if design else folder.config.max_position_embeddings
+        self.returns_logits = self.model.head == "int8"
         self.cache = self.model.new_cache(self.max_context)
 
     def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
         check_range(len(hidden_in), pos, self.max_context)
         self.cache.length = pos
-        return self.model.forward_hidden(np.asarray(hidden_in, dtype=np.float32), self.cache)
+        hidden = self.model.forward_hidden(np.asarray(hidden_in, dtype=np.float32), self.cache)
+        return self.model.lm_head_logits(hidden[-1:])[0] if self.returns_logits else hidden
 
     def close(self) -> None:
         pass
+
+
+def design_for(folder: ModelFolder, design: DesignManifest | None, board: str):
+    """The generator's Design for a design folder's parameters, or for the board's preset."""
+    from tellme.hls.config import AcceleratorConfig
+    from tellme.hls.design import Design
+
+    config = AcceleratorConfig.from_dict(design.accelerator) if design is not None else None
+    return Design.for_model(folder, board, config=config)
 
 
 class CsimDevice:
@@ -78,17 +100,14 @@ class CsimDevice:
     name = "csim"
 
     def __init__(self, folder: ModelFolder, board: str = "kv260", design: DesignManifest | None = None):
-        from tellme.hls.config import AcceleratorConfig
-        from tellme.hls.design import Design
-
-        config = AcceleratorConfig.from_dict(design.accelerator) if design is not None else None
-        self.sim = Design.for_model(folder, board, config=config).csim()
+        self.sim = design_for(folder, design, board).csim()
         self.max_context = self.sim.max_context
-        self.k_cache, self.v_cache = self.sim.new_cache()
+        self.returns_logits = self.sim.design.config.head_on_pl
+        self.kv = self.sim.new_cache()
 
     def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
         check_range(len(hidden_in), pos, self.max_context)
-        return self.sim.forward(hidden_in, self.k_cache, self.v_cache, pos)
+        return self.sim.forward(hidden_in, self.kv, pos)
 
     def close(self) -> None:
         pass
@@ -109,4 +128,4 @@ def open_device(name: str, folder: ModelFolder, design: DesignManifest | None = 
         return PynqDevice(folder, design, **options)
     if name == "csim":
         return CsimDevice(folder, board, design)
-    return ReferenceDevice(folder, design.max_context if design else None, kv_cache)
+    return ReferenceDevice(folder, design, board, kv_cache)

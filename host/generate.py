@@ -98,13 +98,13 @@ def generate(
     clock = time.perf_counter
     stats.prompt_tokens = len(prompt)
     start = clock()
-    hidden = backend.forward(prompt)
+    out = backend.run(backend.embed(prompt))
     stats.prefill_s = clock() - start
     first = last = None
     try:
         for i in range(max_new_tokens):
             t0 = clock()
-            logits = backend.lm_head(hidden[-1])
+            logits = backend.head(out)
             t1 = clock()
             token = sampler(logits)
             last = clock()
@@ -123,7 +123,7 @@ def generate(
                 break
             embedded = backend.embed([token])
             t0 = clock()
-            hidden = backend.run(embedded)
+            out = backend.run(embedded)
             stats.device_s += clock() - t0
     finally:
         if first is not None:

@@ -1,12 +1,13 @@
 """The board: tellme_top in the programmable logic, driven through pynq (3.0.x on Kria-PYNQ, or 4.x).
 
-Sequence: load the overlay (the .bit with its .hwh beside it), allocate physically contiguous buffers,
-upload the weights and params images once, zero the KV caches once, write the six buffer addresses into
-the control registers once. Each run then copies n embeddings in, writes n and pos, sets ap_start,
-polls ap_done with a timeout, checks ap_return and reads n hidden states back. Register offsets come
-from the register map pynq parsed from the .hwh, never from a table of our own: Vitis HLS places a
-64-bit pointer either as one 64-bit register (`weights`) or, in older releases, as two 32-bit halves
-(`weights_1`, `weights_2`), and both occur on boards in the field.
+Everything about the top's arguments comes from the design manifest's "interface"
+(tellme.host.top_interface): load the overlay (the .bit with its .hwh beside it) after checking that
+CMA holds every buffer, allocate each named buffer once, fill it by its role (the DDR image's static
+buffers uploaded, the KV caches zeroed), and write every pointer argument's register once. Each call
+then copies n rows into the input buffer, writes the scalar arguments, sets ap_start, polls ap_done
+with a timeout (no interrupt), checks ap_return and reads n rows back. Register offsets come from the
+register map pynq parsed from the .hwh, under every name Vitis HLS gives them (tellme.host.registers),
+cross-checked against the map the build recorded from the driver header.
 
 pynq is imported here only, inside the constructor, so nothing else on the host needs it.
 """
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import atexit
 import functools
+import importlib
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,16 +28,19 @@ from tellme.models.ddr_image import build_ddr_image
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
 
+from .cma import CmaError, check_cma, mib
 from .design_manifest import DesignManifest
 from .device import check_range
+from .registers import argument_words
+from .top_interface import HIDDEN_IN, BufferSpec, TopInterface
 
 CTRL = 0x00  # ap_ctrl_hs: bit 0 ap_start, bit 1 ap_done (clear on read), bit 2 ap_idle
 AP_START, AP_DONE, AP_IDLE = 0x1, 0x2, 0x4
 AP_RETURN_DEFAULT = 0x10
-POINTERS = ("weights", "params", "k_cache", "v_cache", "hidden_in", "hidden_out")
-SCALARS = ("n", "pos")
 SPIN_POLLS = 2000  # polls before the wait starts sleeping between reads (decode steps take ~10-50 ms)
 POLL_SLEEP_S = 1e-4
+CLOCK_TOLERANCE = 0.01  # PL clock within 1% of the design's: the PLL cannot hit every frequency exactly
+IMAGES = "images"  # <design>/images/<buffer>.npy: static buffers shipped by tellme package --images
 
 
 class DeviceError(UserError):
@@ -61,34 +67,29 @@ def _free(buffer: Any) -> None:
     (getattr(buffer, "freebuffer", None) or buffer.close)()
 
 
-def register_words(registers: dict, arg: str, where: str) -> tuple[int, ...]:
-    """Offsets of the 32-bit words holding argument `arg`, least significant first."""
-    if arg in registers:
-        reg = registers[arg]
-        offset, size = int(reg["address_offset"]), int(reg.get("size", 32))
-        return tuple(offset + 4 * i for i in range(max(1, -(-size // 32))))
-    halves = [registers[f"{arg}_{i}"] for i in (1, 2) if f"{arg}_{i}" in registers]
-    if halves:
-        return tuple(int(reg["address_offset"]) for reg in halves)
-    raise DeviceError(f"the register map of {where} has no {arg!r} (it has {', '.join(sorted(registers))}): "
-                      "the bitstream is not a tellme decoder design; rebuild it with tellme build")
-
-
 class ControlRegisters:
     """The accelerator's s_axilite port, by argument name, over pynq's ip.read / ip.write (32-bit)."""
 
-    def __init__(self, ip: Any, registers: dict, where: str):
+    def __init__(self, ip: Any, registers: dict, interface: TopInterface, where: str,
+                 recorded: dict[str, tuple[int, ...]] | None = None):
         if not registers:
             raise DeviceError(f"{where} has no register map in its .hwh: rebuild the design with tellme build")
         self.ip = ip
         self.where = where
-        self.words = {arg: register_words(registers, arg, where) for arg in POINTERS + SCALARS}
+        self.words = argument_words(registers, [a.name for a in interface.arguments], where)
+        if recorded:
+            wrong = [a for a, w in self.words.items() if a in recorded and tuple(recorded[a]) != w]
+            if wrong:
+                a = wrong[0]
+                raise DeviceError(f"{where}: register of {a} at {[hex(x) for x in self.words[a]]} in the .hwh, "
+                                  f"{[hex(x) for x in recorded[a]]} in the build's driver header: the .bit/.hwh are "
+                                  "from another build; copy the design folder again")
         ret = registers.get("ap_return")
         self.ap_return = int(ret["address_offset"]) if ret else AP_RETURN_DEFAULT
 
     def write(self, arg: str, value: int) -> None:
         words = self.words[arg]
-        if value >> (32 * len(words)):
+        if value < 0 or value >> (32 * len(words)):
             raise DeviceError(f"{arg}=0x{value:x} does not fit the {32 * len(words)}-bit register of {self.where}")
         for i, offset in enumerate(words):
             self.ip.write(offset, (value >> (32 * i)) & 0xFFFFFFFF)
@@ -116,13 +117,47 @@ def find_ip(overlay: Any, design: DesignManifest) -> str:
     return found[0]
 
 
+def static_buffers(folder: ModelFolder, design: DesignManifest) -> dict[str, np.ndarray]:
+    """The design's "image" buffers by name: shipped .npy files (tellme package --images) when the design
+    folder has them, else the DDR image built from the model folder (numpy only)."""
+    specs = design.interface.with_role("image")
+    shipped = {b.name: design.path / IMAGES / f"{b.name}.npy" for b in specs}
+    if specs and all(path.is_file() for path in shipped.values()):
+        arrays = {name: np.load(path, mmap_mode="r") for name, path in shipped.items()}
+    else:
+        head = folder.int8_table(folder.head_name) if design.head_on_pl else None
+        arrays = build_ddr_image(folder, design.layout(folder.config), head).named_buffers()
+    for spec in specs:
+        array = arrays.get(spec.name)
+        if array is None or array.dtype != np.dtype(spec.dtype) or tuple(array.shape) != spec.shape:
+            got = "none" if array is None else f"{array.dtype}{list(array.shape)}"
+            raise DeviceError(f"design {design.name} expects buffer {spec.name} as {spec.dtype}{list(spec.shape)}, "
+                              f"the DDR image gives {got}: the design was built by another tellme-hls version; "
+                              "rebuild it")
+    return {spec.name: arrays[spec.name] for spec in specs}
+
+
+def set_pl_clock(pynq: Any, mhz: float) -> tuple[float | None, float | None]:
+    """(the PL clock as found, as left): re-set to `mhz` when the overlay left it elsewhere (users report
+    overlays stuck at 100 MHz). (None, None) where pynq cannot tell (no pynq.Clocks)."""
+    clocks = getattr(pynq, "Clocks", None)
+    found = getattr(clocks, "fclk0_mhz", None)
+    if not isinstance(found, (int, float)):
+        return None, None
+    if abs(found - mhz) <= CLOCK_TOLERANCE * mhz:
+        return float(found), float(found)
+    clocks.fclk0_mhz = mhz
+    return float(found), float(clocks.fclk0_mhz)
+
+
 class PynqDevice:
     """tellme_top on the board. Buffers are freed by close(), by `with`, at interpreter exit and, through
     the session, on Ctrl-C; a run in flight is waited for first, since the PL may still be writing."""
 
     name = "pynq"
 
-    def __init__(self, folder: ModelFolder, design: DesignManifest, timeout_s: float | None = None):
+    def __init__(self, folder: ModelFolder, design: DesignManifest, timeout_s: float | None = None,
+                 meminfo: Path | None = None):
         try:
             import pynq
         except ImportError:
@@ -130,86 +165,122 @@ class PynqDevice:
                             "'tellme-hls[board]'; elsewhere use --backend csim with the same --bitstream") from None
         self._pynq = pynq
         self.design = design
+        self.interface = design.interface
         self.max_context = design.max_context
         self.timeout_s = timeout_s
-        self._buffers: list[Any] = []
+        self.buffers: dict[str, Any] = {}
+        self._owned: list[Any] = []
+        self.clock: tuple[float | None, float | None] = (None, None)
         self._busy = False
         self._closed = False
         atexit.register(self.close)
         try:
-            self._open(folder)
+            self._open(folder, meminfo)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, folder: ModelFolder) -> None:
-        design, c = self.design, folder.config
+    def _open(self, folder: ModelFolder, meminfo: Path | None) -> None:
+        design = self.design
+        self.cma = check_cma(self.interface, f"design {design.name}", meminfo)
+        static = static_buffers(folder, design)
+        importlib.import_module("tellme.host.pynq_driver")  # registers the driver before the overlay binds IPs
+
         self.overlay = self._pynq.Overlay(str(design.bitstream))
         key = find_ip(self.overlay, design)
-        ip = functools.reduce(getattr, key.split("/"), self.overlay)
-        self.regs = ControlRegisters(ip, self.overlay.ip_dict[key].get("registers") or {},
-                                     f"{key} in {design.bitstream.name}")
+        self.ip = functools.reduce(getattr, key.split("/"), self.overlay)
+        self.regs = ControlRegisters(self.ip, self.overlay.ip_dict[key].get("registers") or {}, self.interface,
+                                     f"{key} in {design.bitstream.name}", design.registers)
         self._check_clock()
-        image = build_ddr_image(folder, design.layout, design.max_context)
-        self.weights = self._upload(image.weights)
-        self.params = self._upload(image.params)
-        cache_shape = (c.num_hidden_layers, design.max_context, c.kv_size)
-        self.k_cache = self._upload(np.zeros(cache_shape, dtype=np.uint16))
-        self.v_cache = self._upload(np.zeros(cache_shape, dtype=np.uint16))
-        self.hidden_in = self._allocate((design.max_context, c.hidden_size), np.float32)
-        self.hidden_out = self._allocate((design.max_context, c.hidden_size), np.float32)
+        for spec in self.interface.buffers:
+            self.buffers[spec.name] = self._fill(spec, static.get(spec.name))
         if not self.regs.control() & AP_IDLE:
             raise DeviceError(f"{self.regs.where} is not idle after loading the overlay: reboot the board")
-        for arg in POINTERS:
-            self.regs.write(arg, buffer_address(getattr(self, arg)))
+        for arg in self.interface.pointers:
+            self.regs.write(arg.name, buffer_address(self.buffers[arg.target]))
 
     def _check_clock(self) -> None:
-        """pynq sets the PL clock from the .hwh; a different rate means the wrong files or a pynq quirk."""
-        actual = getattr(getattr(self._pynq, "Clocks", None), "fclk0_mhz", None)
+        """pynq sets the PL clock from the .hwh, but overlays are seen left at 100 MHz: re-set it."""
         want = self.design.clock_mhz
-        if isinstance(actual, (int, float)) and abs(actual - want) > 0.02 * want:
-            print(f"tellme: warning: the PL clock runs at {actual:g} MHz, design {self.design.name} was built "
-                  f"for {want:g} MHz", file=sys.stderr)
+        self.clock = found, now = set_pl_clock(self._pynq, want)
+        if found is None or found == now:
+            return
+        if abs(now - want) > CLOCK_TOLERANCE * want:
+            raise DeviceError(f"the PL clock runs at {now:g} MHz and stays there when set to {want:g} MHz for design "
+                              f"{self.design.name}: reload the overlay or reboot the board")
+        print(f"tellme: warning: the overlay left the PL clock at {found:g} MHz; set it to {now:g} MHz "
+              f"(design {self.design.name})", file=sys.stderr)
 
-    def _allocate(self, shape: tuple[int, ...], dtype: type) -> Any:
-        buffer = self._pynq.allocate(shape=shape, dtype=dtype)
-        self._buffers.append(buffer)
+    def _fill(self, spec: BufferSpec, static: np.ndarray | None) -> Any:
+        """Allocate one named buffer and give it its first contents: the image, or zeros for the state."""
+        try:
+            buffer = self._pynq.allocate(shape=spec.shape, dtype=np.dtype(spec.dtype))
+        except (MemoryError, RuntimeError, OSError) as exc:
+            raise CmaError(f"allocating {spec.name} ({mib(spec.nbytes)}) for design {self.design.name} failed "
+                           f"({exc}); {self.cma.describe()}: raise the kernel boot argument cma= and reboot") from None
+        self._owned.append(buffer)
+        if spec.role == "image":
+            buffer[:] = static
+            _sync_to_device(buffer)
+        elif spec.role == "state":
+            buffer[:] = 0
+            _sync_to_device(buffer)
         return buffer
 
-    def _upload(self, array: np.ndarray) -> Any:
-        buffer = self._allocate(array.shape, array.dtype)
-        buffer[:] = array
-        _sync_to_device(buffer)
-        return buffer
-
-    def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
+    def call(self, inputs: dict[str, np.ndarray], scalars: dict[str, int], outputs: tuple[str, ...] | list[str],
+             rows: int) -> dict[str, np.ndarray]:
+        """One run of the top: the first rows of each input buffer written, the scalar arguments set by
+        what they carry ("tokens", "position"), the first rows of each output buffer read back."""
         if self._closed:
             raise DeviceError("the board device is closed: open a new session")
-        n = len(hidden_in)
-        check_range(n, pos, self.max_context)
-        rows = self.hidden_in[:n]
-        rows[:] = hidden_in
-        _sync_to_device(rows)
+        for name, array in inputs.items():
+            view = self.buffers[name][: len(array)]
+            view[:] = array
+            _sync_to_device(view)
         if self.regs.control() & AP_START:
             raise DeviceError(f"{self.regs.where} is still running a previous call: reload the overlay")
-        self.regs.write("n", n)
-        self.regs.write("pos", pos)
+        for arg in self.interface.scalars:
+            self.regs.write(arg.name, int(scalars[arg.target]))
         self._busy = True
         self.regs.start()
-        timeout = self.timeout_s if self.timeout_s is not None else 10.0 + 0.05 * n
+        what = ", ".join(f"{k}={v}" for k, v in scalars.items())
+        timeout = self.timeout_s if self.timeout_s is not None else 10.0 + 0.05 * rows
         try:
-            self._wait(timeout, n, pos)
+            self._wait(timeout, what)
         except KeyboardInterrupt:
             self._drain(timeout)  # let the PL finish writing before anyone frees its buffers
             raise
         rc = self.regs.return_code()
         if rc:
-            raise DeviceError(f"{self.design.top} returned {rc} for n={n}, pos={pos} on design {self.design.name}")
-        out = self.hidden_out[:n]
-        _sync_from_device(out)
-        return np.array(out, dtype=np.float32)
+            raise DeviceError(f"{self.design.top} returned {rc} for {what} on design {self.design.name}")
+        out = {}
+        for name in outputs:
+            view = self.buffers[name][:rows]
+            _sync_from_device(view)
+            out[name] = np.array(view)
+        return out
 
-    def _wait(self, timeout: float, n: int, pos: int) -> None:
+    @property
+    def returns_logits(self) -> bool:
+        """The design's LM head runs on the PL: a call returns the last token's logits."""
+        return self.design.head_on_pl
+
+    def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:
+        """Embeddings [n, hidden] at positions [pos, pos + n) -> hidden states [n, hidden], or with the LM head
+        on the PL the last token's logits [vocab]."""
+        n = len(hidden_in)
+        check_range(n, pos, self.max_context)
+        spec_in = self.interface.buffer(HIDDEN_IN)
+        rows = np.zeros((n, spec_in.shape[1]), dtype=np.float32)
+        rows[:, : hidden_in.shape[1]] = hidden_in
+        output = self.interface.with_role("output")[0].name
+        out = self.call({HIDDEN_IN: rows}, {"tokens": n, "position": pos}, (output,), 1 if output == "logits" else n)
+        vocab, hidden = int(self.design.model_config["vocab_size"]), int(self.design.model_config["hidden_size"])
+        if output == "logits":
+            return out[output][0, :vocab].astype(np.float32)
+        return out[output][:, :hidden].astype(np.float32)
+
+    def _wait(self, timeout: float, what: str) -> None:
         deadline = time.perf_counter() + timeout
         polls = 0
         while not self.regs.control() & AP_DONE:
@@ -218,7 +289,7 @@ class PynqDevice:
                 if time.perf_counter() > deadline:
                     raise DeviceError(
                         f"{self.design.top} on design {self.design.name} did not finish within {timeout:g} s "
-                        f"(n={n}, pos={pos}): the accelerator hangs; reload the overlay (or reboot the board)")
+                        f"({what}): the accelerator hangs; reload the overlay (or reboot the board)")
                 time.sleep(POLL_SLEEP_S)
         self._busy = False
 
@@ -246,8 +317,8 @@ class PynqDevice:
             print(f"tellme: warning: {self.design.top} never finished; its buffers stay allocated (reboot the "
                   "board to reclaim them)", file=sys.stderr)
             return
-        while self._buffers:
-            _free(self._buffers.pop())
+        while self._owned:
+            _free(self._owned.pop())
 
     def __enter__(self) -> PynqDevice:
         return self

@@ -25,7 +25,7 @@ import numpy as np
 
 from .config import LAYER_NORMS, ModelConfig
 from .model_folder import ModelFolder
-from .packing import G, WORD_INDICES, ZERO_INDEX, pack_vectors, unpack_index_vectors, unpack_vectors
+from .packing import WORD_INDICES, ZERO_INDEX, G, pack_vectors, unpack_index_vectors, unpack_vectors
 
 WORD_BYTES = 16  # every streamed buffer is in 128-bit words
 FLOATS_PER_WORD = WORD_BYTES // 4
@@ -283,8 +283,9 @@ class DdrImage:
     stripes: list[np.ndarray]  # P x uint8 [stripe_words * 16]
     params: np.ndarray  # float32 [param_offsets["total"]]
 
-    def buffers(self) -> dict[str, np.ndarray]:
-        """Named static buffers, as the design's top arguments name them."""
+    def named_buffers(self) -> dict[str, np.ndarray]:
+        """The static buffers by the names the design's top interface gives them (its "image" buffers):
+        the board host uploads each into its own contiguous buffer."""
         out = {f"weights{p}": s for p, s in enumerate(self.stripes)}
         out["params"] = self.params
         return out

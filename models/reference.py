@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from . import numerics
 from .config import LAYER_NORMS, PROJECTIONS, ModelConfig
 from .errors import UserError
-from . import numerics
 from .model_folder import ModelFolder, open_model_folder
 from .packing import unpack_tlmm
 from .quant import act_quant

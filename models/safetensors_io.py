@@ -15,6 +15,7 @@ from safetensors import SafetensorError, safe_open
 from .errors import UserError
 
 HEADER_LENGTH_BYTES = 8
+MAPPABLE = {"I8": np.int8, "U8": np.uint8, "F32": "<f4", "I32": "<i4", "U16": "<u2"}
 
 
 def _bf16_to_f32(raw: np.ndarray) -> np.ndarray:
@@ -34,6 +35,7 @@ class SafetensorsFile:
         except (SafetensorError, OSError, ValueError) as exc:
             raise UserError(f"{path.name} is not a readable safetensors file ({exc}): re-download it") from None
         self._bf16: dict[str, tuple[list[int], int]] | None = None
+        self._header: tuple[int, dict] | None = None
 
     def _bf16_entries(self) -> dict[str, tuple[list[int], int]]:
         """name -> (shape, absolute byte offset) for BF16 tensors, from the JSON header."""
@@ -63,13 +65,26 @@ class SafetensorsFile:
                 raise UserError(f"{self.path.name}: tensor {name!r} is truncated: re-download it") from None
             return _bf16_to_f32(raw).reshape(shape)
 
+    def mapped(self, name: str) -> np.ndarray:
+        """A tensor mapped from the file (not read): rows gathered from it load only their own pages."""
+        if self._header is None:
+            with open(self.path, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(HEADER_LENGTH_BYTES))
+                self._header = (HEADER_LENGTH_BYTES + length, json.loads(f.read(length)))
+        base, header = self._header
+        info = header.get(name)
+        dtype = MAPPABLE.get(info.get("dtype")) if isinstance(info, dict) else None
+        if dtype is None:
+            raise UserError(f"{self.path.name}: tensor {name!r} cannot be mapped: re-run tellme convert")
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end - start != int(np.prod(shape)) * np.dtype(dtype).itemsize:
+            raise UserError(f"{self.path.name}: tensor {name!r} has a damaged header: re-run tellme convert")
+        return np.memmap(self.path, dtype=dtype, mode="r", offset=base + start, shape=shape)
+
     def get_rows(self, name: str, ids: np.ndarray) -> np.ndarray:
-        """Rows `ids` of a 1-D or 2-D tensor, read without loading the others."""
-        try:
-            part = self._ctx.get_slice(name)
-            return np.concatenate([part[int(i) : int(i) + 1] for i in np.asarray(ids).reshape(-1)])
-        except (SafetensorError, TypeError, ValueError) as exc:
-            raise UserError(f"{self.path.name}: cannot read rows of tensor {name!r} ({exc})") from None
+        """Rows `ids` of a tensor, read without loading the others."""
+        return np.asarray(self.mapped(name)[np.asarray(ids, dtype=np.int64)])
 
     def close(self) -> None:
         self._handle.__exit__(None, None, None)

@@ -10,13 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hls_formats import hw_header, hwh, layout
 
 from tellme.hls.bd import assign_ports, parse_interfaces
 from tellme.hls.boards import BOARDS, board_config
 from tellme.hls.design import Design
 from tellme.hls.reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
+from tellme.hls.xilinx_tools import HlsTool, check_tools, find_hls
 from tellme.host.cli import main
 from tellme.models.config import SHAPES, ModelConfig
+from tellme.models.errors import UserError
 
 REPORTS = Path(__file__).parent / "data" / "reports"
 TCLSH = shutil.which("tclsh")
@@ -48,6 +51,18 @@ proc existing_files {args} {
 }
 proc touch {path} { file mkdir [file dirname $path]; close [open $path w] }
 # --- Vivado ---
+proc version {args} { return 2023.2 }
+proc get_param {name} { return {} }
+proc set_param {args} { record set_param {*}$args }
+proc get_boards {args} {
+    record get_boards {*}$args
+    if {[info exists ::env(TELLME_NO_CARRIER)]} { return {} }
+    return [string map {"*" ""} [lindex $args end]]
+}
+proc write_hw_platform {args} {
+    record write_hw_platform {*}$args
+    touch [lindex $args [expr {[lsearch -exact $args -file] + 1}]]
+}
 proc create_project {args} { record create_project {*}$args; set ::prj_dir [lindex $args 2]; file mkdir $::prj_dir }
 proc get_board_parts {args} {
     record get_board_parts {*}$args
@@ -90,7 +105,9 @@ proc launch_runs {args} {
     record launch_runs {*}$args
     if {[lindex $args 0] eq "impl_1"} {
         touch [file join $::prj_dir $::bd.runs impl_1 ${::bd}_wrapper.bit]
-        touch [file join $::prj_dir $::bd.gen sources_1 bd $::bd hw_handoff $::bd.hwh]
+        set hwh [file join $::prj_dir $::bd.gen sources_1 bd $::bd hw_handoff $::bd.hwh]
+        touch $hwh
+        if {[info exists ::env(TELLME_HWH)]} { file copy -force $::env(TELLME_HWH) $hwh }
     }
 }
 proc wait_on_run {args} { record wait_on_run {*}$args }
@@ -125,14 +142,22 @@ proc csynth_design {args} {
     file mkdir [file dirname $report]
     file copy -force $::env(TELLME_CSYNTH_XML) $report
 }
+proc config_interface {args} { record config_interface {*}$args }
 proc export_design {args} {
     record export_design {*}$args
-    touch [file join [pwd] $::hls_project $::hls_solution impl ip component.xml]
+    set ip [file join [pwd] $::hls_project $::hls_solution impl ip]
+    touch [file join $ip component.xml]
+    if {[info exists ::env(TELLME_HW_H)]} {
+        set header [file join $ip drivers tellme_top_v1_0 src xtellme_top_hw.h]
+        file mkdir [file dirname $header]
+        file copy -force $::env(TELLME_HW_H) $header
+    }
 }
 # --- the tool: tool.tcl NAME ARGS... ---
 set tool [lindex $argv 0]
-set flag [expr {$tool eq "vitis_hls" ? "-f" : "-source"}]
+set flag [dict get {vitis_hls -f vitis-run --tcl vivado -source} $tool]
 set script [lindex $argv [expr {[lsearch -exact $argv $flag] + 1}]]
+if {$tool eq "vitis-run" && [lrange $argv 1 2] ne {--mode hls}} { error "stand-in: vitis-run without --mode hls" }
 record TOOL $tool [pwd] $script [expr {[info exists ::env(TELLME_HLS_STEPS)] ? $::env(TELLME_HLS_STEPS) : ""}]
 if {[info exists ::env(TELLME_FAIL)] && $::env(TELLME_FAIL) eq $tool} {
     puts "ERROR: \[Common 17-69\] Command failed: stand-in failure of $tool"
@@ -323,7 +348,7 @@ def test_missing_tools_name_tool_and_project(bitlinear_model, tmp_path, capsys, 
     out = tmp_path / "design"
     assert main(["build", "--board", "zcu104", "--model", str(bitlinear_model.model_dir), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "vitis_hls not found on PATH" in err[0] and str(out) in err[0]
+    assert len(err) == 1 and "vitis_hls (or vitis-run) not found on PATH" in err[0] and str(out) in err[0]
     assert (out / "hls" / "run_hls.tcl").is_file()  # written, to take to a machine with the tools
 
 
@@ -426,20 +451,40 @@ def test_run_hls_tcl_under_stand_ins(designs, tmp_path):
 
 # --- the whole flow, with fake tools ---
 
-def fake_tools(tmp_path: Path) -> Path:
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
+def fake_tools(tmp_path: Path, hls: str = "vitis_hls", release: str | None = None) -> str:
+    """Stand-in tools on a PATH; with a release, laid out as AMD installs them (the release in the path),
+    with the Y2K22 patch's file in a 2021.x Vitis HLS."""
     (tmp_path / "tool.tcl").write_text(STUBS)
-    for tool in ("vitis_hls", "vivado"):
+    if release is None:
+        dirs = {hls: tmp_path / "fakebin", "vivado": tmp_path / "fakebin"}
+    elif hls == "vitis_hls":
+        dirs = {hls: tmp_path / "Xilinx" / "Vitis_HLS" / release / "bin",
+                "vivado": tmp_path / "Xilinx" / "Vivado" / release / "bin"}
+    else:
+        dirs = {hls: tmp_path / "Xilinx" / release / "Vitis" / "bin",
+                "vivado": tmp_path / "Xilinx" / release / "Vivado" / "bin"}
+    for tool, bin_dir in dirs.items():
+        bin_dir.mkdir(parents=True, exist_ok=True)
         path = bin_dir / tool
         path.write_text(f'#!/bin/sh\nexec "{TCLSH}" "{tmp_path / "tool.tcl"}" {tool} "$@"\n')
         path.chmod(0o755)
-    return bin_dir
+    return ":".join(dict.fromkeys(str(d) for d in dirs.values()))
+
+
+def register_files(tmp_path: Path, model_dir: Path, monkeypatch, forms: dict | None = None) -> None:
+    """The driver header and .hwh the stand-in tools export, in Vitis HLS's formats, for the model's top."""
+    interface = Design.for_model(model_dir, "kv260").top_args.interface
+    regs = layout([(a.name, a.kind) for a in interface.arguments], forms)
+    (tmp_path / "hw.h").write_text(hw_header("tellme_top", regs))
+    (tmp_path / "design.hwh").write_text(hwh("tellme_top_0", "tellme:hls:tellme_top:1.0", regs))
+    monkeypatch.setenv("TELLME_HW_H", str(tmp_path / "hw.h"))
+    monkeypatch.setenv("TELLME_HWH", str(tmp_path / "design.hwh"))
 
 
 @needs_tclsh
 def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", f"{fake_tools(tmp_path)}:/usr/bin:/bin")
+    register_files(tmp_path, bitlinear_model.model_dir, monkeypatch, {"n_tokens": "renamed"})
     monkeypatch.setenv("TELLME_TCL_LOG", str(tmp_path / "calls.log"))
     monkeypatch.setenv("TELLME_UTILIZATION_RPT", str(REPORTS / "utilization_kv260.rpt"))
     monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary.rpt"))
@@ -449,8 +494,10 @@ def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, mon
     captured = capsys.readouterr()
     assert "[vivado" in captured.err and "tellme: step 5/6" in captured.err  # progress lines
     assert "built " in captured.out and "WNS 0.137 ns" in captured.out
-    assert (out / "tiny.bit").is_file() and (out / "tiny.hwh").is_file()
+    assert (out / "tiny.bit").is_file() and (out / "tiny.hwh").is_file() and (out / "tiny.xsa").is_file()
+    assert "cannot tell the release of vitis_hls" in captured.err  # stand-ins outside an AMD install path
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["registers"]["weights_ptr"] == [0x18, 0x1C] and manifest["registers"]["n_tokens"] == [0x60]
     assert manifest["built"] is True and manifest["bitstream"] == "tiny.bit"
     assert manifest["tools"]["vitis_hls"] == "Vitis HLS 2023.2"
     assert manifest["tools"]["vivado"].startswith("Vivado v.2023.2")
@@ -497,3 +544,129 @@ def test_speed_estimate_counts_the_generated_loops():
     assert short.prefill_tok_s > short.decode_tok_s
     assert 0 < short.weight_load_share < 1
     assert "estimate" in short.describe() and "hls/perf.py" in short.describe()
+
+
+# --- the tools: which form, which release, the Y2K22 patch, board files, the .xsa ---
+
+def _which(paths: dict[str, str]):
+    return lambda name: paths.get(name)
+
+
+def test_find_hls_picks_the_form_the_release_needs(tmp_path):
+    classic = "/tools/Xilinx/Vitis_HLS/2023.2/bin/vitis_hls"
+    unified = "/tools/Xilinx/2025.1/Vitis/bin/vitis-run"
+    assert find_hls(_which({}), {}) is None
+    tool = find_hls(_which({"vitis_hls": classic}), {})
+    assert (tool.kind, tool.version, tool.argv()) == ("vitis_hls", (2023, 2), ["vitis_hls", "-f", "run_hls.tcl"])
+    # 2023.2 has both; the classic form is the one its scripts were written for
+    assert find_hls(_which({"vitis_hls": classic, "vitis-run": "/tools/Xilinx/Vitis/2023.2/bin/vitis-run"}),
+                    {}).kind == "vitis_hls"
+    # from 2024.2 vitis_hls is deprecated (a wrapper that warns) or gone: vitis-run
+    both = {"vitis_hls": "/tools/Xilinx/2025.1/Vitis/bin/vitis_hls", "vitis-run": unified}
+    tool = find_hls(_which(both), {})
+    assert tool.kind == "vitis-run" and tool.argv() == ["vitis-run", "--mode", "hls", "--tcl", "run_hls.tcl"]
+    assert find_hls(_which({"vitis-run": "/opt/bin/vitis-run"}), {"XILINX_HLS": "/opt/amd/2024.2/Vitis"}).version \
+        == (2024, 2)
+
+
+def test_check_tools_range_y2k22_and_mismatch(tmp_path):
+    old = HlsTool("vitis_hls", "/tools/Xilinx/Vitis_HLS/2020.2/bin/vitis_hls", (2020, 2))
+    with pytest.raises(UserError, match="release 2020.2; tellme build supports 2021.1 to 2025.2"):
+        check_tools(old, ("/tools/Xilinx/Vivado/2020.2/bin/vivado", (2020, 2)))
+    root = tmp_path / "Vitis_HLS" / "2021.2"
+    (root / "bin").mkdir(parents=True)
+    unpatched = HlsTool("vitis_hls", str(root / "bin" / "vitis_hls"), (2021, 2))
+    with pytest.raises(UserError, match="lacks AMD's Y2K22 patch.*bad lexical cast.*y2k22_patch"):
+        check_tools(unpatched, ("vivado", (2021, 2)))
+    (root / "common" / "scripts").mkdir(parents=True)
+    (root / "common" / "scripts" / "automg_patch_20220104.tcl").write_text("# patched\n")
+    assert check_tools(unpatched, ("vivado", (2021, 2))) == []
+    newer = HlsTool("vitis-run", "/x/2026.1/Vitis/bin/vitis-run", (2026, 1))
+    warnings = check_tools(newer, ("vivado", (2026, 1)))
+    assert len(warnings) == 2 and "newer than the releases this flow was checked against" in warnings[0]
+    with pytest.raises(UserError, match="vitis-run 2025.1 is newer than vivado 2024.2"):
+        check_tools(HlsTool("vitis-run", "/x/2025.1/bin/vitis-run", (2025, 1)), ("vivado", (2024, 2)))
+    assert "cannot tell the release" in check_tools(HlsTool("vitis_hls", "/opt/bin/vitis_hls"), ("vivado", None))[0]
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_dry_run_lists_both_hls_forms_without_tools(board, bitlinear_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    out = tmp_path / board
+    assert main(["build", "--board", board, "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                 "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    hls_dir = str(out / "hls")
+    assert f"  1. (cd {hls_dir} && TELLME_HLS_STEPS='csynth export' vitis_hls -f run_hls.tcl)   # Vitis HLS 2021.1 " \
+           "to 2024.1" in printed
+    assert f"     or (cd {hls_dir} && TELLME_HLS_STEPS='csynth export' vitis-run --mode hls --tcl run_hls.tcl)   " \
+           "# Vitis 2024.2 and later" in printed
+    assert "vivado -mode batch -source build_bd.tcl" in printed and ".xsa" in printed
+
+
+@needs_tclsh
+@pytest.mark.parametrize("hls, release", [("vitis_hls", "2023.2"), ("vitis-run", "2025.1")])
+def test_dry_run_and_build_with_the_installed_form(hls, release, bitlinear_model, tmp_path, capsys, monkeypatch):
+    """With the tools installed the dry run lists the one form the release needs, and the build runs it."""
+    monkeypatch.setenv("PATH", f"{fake_tools(tmp_path, hls, release)}:/usr/bin:/bin")
+    monkeypatch.delenv("XILINX_HLS", raising=False)
+    for key, name in (("TELLME_TCL_LOG", "calls.log"),):
+        monkeypatch.setenv(key, str(tmp_path / name))
+    monkeypatch.setenv("TELLME_UTILIZATION_RPT", str(REPORTS / "utilization_kv260.rpt"))
+    monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary.rpt"))
+    monkeypatch.setenv("TELLME_CSYNTH_XML", str(REPORTS / "csynth.xml"))
+    register_files(tmp_path, bitlinear_model.model_dir, monkeypatch, {"weights_ptr": "halves"})
+    out = tmp_path / "design"
+    args = ["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--out", str(out)]
+    assert main([*args, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    other = "vitis-run" if hls == "vitis_hls" else "vitis_hls -f"
+    assert f"{hls} {tmp_path}" in printed and other not in printed
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "cannot tell the release" not in err and (out / "logs" / f"{hls}.log").is_file()
+    tools = [line.split("\t") for line in (tmp_path / "calls.log").read_text().splitlines() if line[:4] == "TOOL"]
+    assert [t[1] for t in tools] == [hls, "vivado"] and tools[0][4] == "csynth export"
+    calls = [line.split("\t") for line in (tmp_path / "calls.log").read_text().splitlines()]
+    assert ["config_export", "-format", "ip_catalog", "-rtl", "verilog", "-vendor", "tellme", "-library", "hls",
+            "-version", "1.0"] in calls
+    (xsa,) = [c for c in calls if c[0] == "write_hw_platform"]
+    assert xsa[1:5] == ["-fixed", "-include_bit", "-force", "-file"] and xsa[5].endswith("/out/design.xsa")
+    assert json.loads((out / "manifest.json").read_text())["ports"]["vlnv"] == "tellme:hls:tellme_top:1.0"
+
+
+@needs_tclsh
+def test_build_refuses_a_hwh_without_the_top_arguments(bitlinear_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_tools(tmp_path)}:/usr/bin:/bin")
+    for key, value in (("TELLME_TCL_LOG", tmp_path / "calls.log"), ("TELLME_CSYNTH_XML", REPORTS / "csynth.xml"),
+                       ("TELLME_UTILIZATION_RPT", REPORTS / "utilization_kv260.rpt"),
+                       ("TELLME_TIMING_RPT", REPORTS / "timing_summary.rpt")):
+        monkeypatch.setenv(key, str(value))
+    register_files(tmp_path, bitlinear_model.model_dir, monkeypatch)
+    (tmp_path / "design.hwh").write_text(hwh("tellme_top_0", "tellme:hls:tellme_top:1.0",
+                                             layout([("weights_ptr", "buffer"), ("n", "scalar")])))
+    out = tmp_path / "design"
+    assert main(["build", "--board", "kv260", "--model", str(bitlinear_model.model_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "has no 'params_ptr'" in err and "vivado.log" in err and not (out / "design.bit").exists()
+
+
+@needs_tclsh
+def test_board_repo_paths_and_a_missing_carrier(designs, tmp_path, monkeypatch):
+    store = tmp_path / "boards"
+    store.mkdir()
+    script = shutil.copytree(designs["kv260"], tmp_path / "d") / "vivado" / "build_bd.tcl"
+    calls = run_stub_tool("vivado", script, tmp_path, {"TELLME_BOARD_REPO_PATHS": f"{store}:{tmp_path}/absent"})
+    (repo,) = [c for c in calls if c[0] == "set_param"]
+    assert repo[1] == "board.repoPaths" and repo[2] == str(store)  # existing folders only
+    assert index(calls, "set_param") < index(calls, "create_project")
+    assert ["get_boards", "-quiet", "*kv260_carrier*"] in calls
+    log = tmp_path / "vivado.log"
+    log.unlink()
+    stubs = tmp_path / "tool.tcl"
+    result = subprocess.run([TCLSH, str(stubs), "vivado", "-source", str(script)], cwd=script.parent,
+                            env={"PATH": "/usr/bin:/bin", "TELLME_TCL_LOG": str(log), "TELLME_NO_CARRIER": "1"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "tellme: error: Vivado has the SOM's board files but no carrier matching *kv260_carrier*" in result.stderr
+    assert "create_bd_design" not in log.read_text()

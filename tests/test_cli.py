@@ -62,12 +62,13 @@ def test_wheel_installs_only_the_tellme_namespace(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"tellme"}, top_level
-    for module in ("tellme/host/cli.py", "tellme/models/reference.py", "tellme/hls/__init__.py"):
+    for module in ("tellme/host/cli.py", "tellme/models/reference.py", "tellme/hls/__init__.py",
+                   "tellme/host/notebooks/chat.ipynb", "tellme/host/notebooks/__init__.py"):
         assert module in names
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", str(wheel)], check=True)
     help_text = subprocess.run([str(venv / "bin" / "tellme"), "--help"], capture_output=True, text=True,
                                check=True).stdout
-    for command in ("convert", "train", "logits", "run", "hls", "build"):
+    for command in ("convert", "train", "logits", "run", "hls", "build", "package", "selftest"):
         assert command in help_text

@@ -7,18 +7,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tarfile
+import tempfile
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hls_formats import hwh, layout
 
 from tellme.hls.config import AcceleratorConfig
 from tellme.hls.csim import DecoderSim
 from tellme.hls.design import Design
+from tellme.host import cma
 from tellme.host.cli import main
 from tellme.host.design_manifest import read_design
-from tellme.host.pynq_device import AP_DONE, AP_IDLE, AP_START, CTRL, POINTERS, DeviceError
+from tellme.host.pynq_device import AP_DONE, AP_IDLE, AP_START, CTRL, DeviceError
+from tellme.host.registers import parse_hwh_registers
 from tellme.host.session import Session
 from tellme.models.ddr_image import DdrImage, build_ddr_image
 from tellme.models.errors import UserError
@@ -59,11 +64,12 @@ class FakeBuffer(np.ndarray):
 
 
 class FakeIP:
-    """tellme_top's s_axilite port: ap_start runs the kernel on the stand-in DDR; ap_done clears on read."""
+    """tellme_top's s_axilite port: ap_start runs the kernel on the stand-in DDR; ap_done clears on read.
+    It knows its registers from the layout it was built with, not from the host's lookup."""
 
-    def __init__(self, board: FakeBoard, registers: dict):
+    def __init__(self, board: FakeBoard, description: dict):
         self.board = board
-        self.registers = registers
+        self.description = description
         self.values: dict[int, int] = {}
         self.writes: list[tuple[int, int]] = []
         self.done = False
@@ -78,7 +84,7 @@ class FakeIP:
             self.polls = 0
             self.board.starts += 1
             if not self.board.hang:
-                self.values[self.ap_return] = self.board.kernel(self.argument)
+                self.values[0x10] = self.board.kernel(self.argument)
                 self.done = True
         else:
             self.values[offset] = value
@@ -94,45 +100,22 @@ class FakeIP:
         self.done = False
         return value
 
-    @property
-    def ap_return(self) -> int:
-        return self.registers["ap_return"]["address_offset"]
-
     def argument(self, name: str) -> int:
-        if name in self.registers:
-            reg = self.registers[name]
-            words = range(reg["size"] // 32)
-            return sum(self.values.get(reg["address_offset"] + 4 * i, 0) << (32 * i) for i in words)
-        low, high = (self.registers[f"{name}_{i}"]["address_offset"] for i in (1, 2))
-        return self.values.get(low, 0) | self.values.get(high, 0) << 32
-
-
-def hls_registers(split_pointers: bool) -> dict:
-    """The register map pynq builds from a Vitis HLS .hwh for tellme_top: ap_return at 0x10, then each
-    pointer in 12 bytes (two data words and a reserved one) and each scalar in 8."""
-    def reg(offset, size=32):
-        return {"address_offset": offset, "size": size, "access": "read-write", "description": ""}
-
-    registers = {"CTRL": reg(0x00), "GIER": reg(0x04), "IP_IER": reg(0x08), "IP_ISR": reg(0x0C),
-                 "ap_return": reg(0x10)}
-    offset = 0x18
-    for name in POINTERS:
-        if split_pointers:
-            registers[f"{name}_1"], registers[f"{name}_2"] = reg(offset), reg(offset + 4)
-        else:
-            registers[name] = reg(offset, 64)
-        offset += 12
-    for name in ("n", "pos"):
-        registers[name] = reg(offset)
-        offset += 8
-    return registers
+        """The value the host wrote for C argument `name`, from the registers the layout gave it."""
+        regs = sorted((r for r in self.board.regs if r.arg == name), key=lambda r: r.offset)
+        assert regs, name
+        words = [r.offset + 4 * i for r in regs for i in range(r.bits // 32)]
+        return sum(self.values.get(offset, 0) << (32 * i) for i, offset in enumerate(words))
 
 
 class FakeBoard:
-    """The stand-in's DDR, allocator and kernel; `kernel` runs DecoderSim's top on the synced bytes."""
+    """The stand-in's DDR, allocator, clock, CMA and kernel; `kernel` runs DecoderSim's top on the synced
+    bytes the registers point at. Its register map is parsed from a .hwh written in Vitis HLS's format."""
 
-    def __init__(self, sim: DecoderSim, split_pointers: bool = False, hang: bool = False):
+    def __init__(self, sim: DecoderSim, design: Path, forms: dict[str, str] | None = None, hang: bool = False,
+                 clock_mhz: float | None = None, cma_free: int = 512 << 20):
         self.sim = sim
+        self.design = read_design(design)
         self.memory = np.zeros(64 << 20, dtype=np.uint8)
         self.next_address = DDR_BASE
         self.live: dict[int, int] = {}  # address -> bytes, allocated and not yet freed
@@ -140,8 +123,15 @@ class FakeBoard:
         self.events: list[tuple] = []
         self.starts = 0
         self.hang = hang
-        self.registers = hls_registers(split_pointers)
+        interface = self.design.interface
+        self.regs = layout([(a.name, a.kind) for a in interface.arguments], forms)
+        self.hwh_text = hwh(self.design.ip, self.design.vlnv, self.regs)
         self.ip: FakeIP | None = None
+        self.clock = types.SimpleNamespace(fclk0_mhz=clock_mhz or self.design.clock_mhz)
+        self.cma_free = cma_free
+
+    def offset(self, register: str) -> int:
+        return next(r.offset for r in self.regs if r.name == register)
 
     def allocate(self, shape, dtype):
         buffer = np.zeros(shape, dtype=dtype).view(FakeBuffer)
@@ -165,37 +155,64 @@ class FakeBoard:
         return self.memory[start : start + nbytes].view(dtype)
 
     def kernel(self, argument) -> int:
-        """One tellme_top call, exactly on what the registers point at; returns ap_return."""
-        sim, c = self.sim, self.sim.design.model
-        n, pos = argument("n"), argument("pos")
+        """One tellme_top call on what the registers point at, the arguments in signature order; returns
+        ap_return. The scalar values are read first: a buffer's extent depends on the token count."""
+        assert abs(self.clock.fclk0_mhz - self.design.clock_mhz) < 1, "the kernel ran at the wrong clock"
+        interface = self.design.interface
+        scalars = {a.target: argument(a.name) for a in interface.scalars}
+        values = []
+        for arg in interface.arguments:
+            if arg.kind == "scalar":
+                values.append(scalars[arg.target])
+                continue
+            spec = interface.buffer(arg.target)
+            nbytes = spec.nbytes
+            if spec.role in ("input", "output"):
+                nbytes = max(scalars["tokens"], 1) * spec.nbytes // spec.shape[0]
+            values.append(self.view(argument(arg.name), nbytes, np.dtype(spec.dtype)))
+        sim = self.sim
         image = sim.image
-        weights = self.view(argument("weights"), image.weights.nbytes, np.uint8)
-        params = self.view(argument("params"), image.params.nbytes, np.float32)
-        cache_bytes = c.num_hidden_layers * sim.max_context * c.kv_size * 2
-        k_cache = self.view(argument("k_cache"), cache_bytes, np.uint16)
-        v_cache = self.view(argument("v_cache"), cache_bytes, np.uint16)
-        rows = max(n, 1) * c.hidden_size * 4
-        hidden_in = self.view(argument("hidden_in"), rows, np.float32)
-        hidden_out = self.view(argument("hidden_out"), rows, np.float32)
-        top = DecoderSim(sim.library, sim.design, DdrImage(weights.copy(), params, image.offsets, image.layout))
-        return top.call(params, k_cache, v_cache, hidden_in, hidden_out, n, pos)  # weights as in DDR now
+        top = DecoderSim(sim.library, sim.design, DdrImage(values[0].copy(), values[1], image.offsets, image.layout))
+        return top.call(*values[1:])  # the weights as they are in DDR now
 
-    def module(self, clock_mhz: float) -> types.ModuleType:
+    def module(self) -> types.ModuleType:
         board = self
+        drivers: dict[str, type] = {}
+
+        class DefaultIP:
+            """pynq's base driver: subclasses register for the VLNVs in their bindto."""
+
+            def __init_subclass__(cls, **kwargs):
+                super().__init_subclass__(**kwargs)
+                for vlnv in getattr(cls, "bindto", []):
+                    drivers[vlnv] = cls
+
+            def __init__(self, description):
+                self._fake = FakeIP(board, description)
+                board.ip = self._fake
+
+            def read(self, offset):
+                return self._fake.read(offset)
+
+            def write(self, offset, value):
+                self._fake.write(offset, value)
 
         class Overlay:
             def __init__(self, bitfile: str):
                 bit = Path(bitfile)
                 assert bit.is_file() and bit.with_suffix(".hwh").is_file(), bitfile
-                board.ip = FakeIP(board, board.registers)
-                self.ip_dict = {"tellme_top_0": {"type": "xilinx.com:hls:tellme_top:1.0", "phys_addr": 0xA0000000,
-                                                 "registers": board.registers}}
-                self.tellme_top_0 = board.ip
+                key = board.design.ip
+                registers = parse_hwh_registers(board.hwh_text, key)
+                description = {"type": board.design.vlnv, "phys_addr": 0xA0000000, "registers": registers}
+                self.ip_dict = {key: description}
+                setattr(self, key, drivers.get(description["type"], DefaultIP)(description))
 
         module = types.ModuleType("pynq")
+        module.__version__ = "3.0.1"
+        module.DefaultIP = DefaultIP
         module.Overlay = Overlay
         module.allocate = lambda shape, dtype, **kw: board.allocate(shape, dtype)
-        module.Clocks = types.SimpleNamespace(fclk0_mhz=clock_mhz)
+        module.Clocks = board.clock
         return module
 
 
@@ -210,7 +227,8 @@ def design(bitlinear_model, tmp_path_factory) -> Path:
     manifest["built"] = True
     (out / "manifest.json").write_text(json.dumps(manifest))
     (out / manifest["bitstream"]).write_bytes(b"stand-in bitstream")
-    (out / manifest["hwh"]).write_bytes(b"<stand-in hwh/>")
+    args = [(a["name"], a["kind"]) for a in manifest["interface"]["arguments"]]
+    (out / manifest["hwh"]).write_text(hwh(manifest["ports"]["ip"], manifest["ports"]["vlnv"], layout(args)))
     return out
 
 
@@ -222,8 +240,14 @@ def sim(bitlinear_model, design) -> DecoderSim:
 
 
 def fake_pynq(monkeypatch, sim, design, **options) -> FakeBoard:
-    board = FakeBoard(sim, **options)
-    monkeypatch.setitem(sys.modules, "pynq", board.module(read_design(design).clock_mhz))
+    """Install the stand-in as `pynq` (the driver module is re-imported against it) and its /proc/meminfo."""
+    board = FakeBoard(sim, design, **options)
+    monkeypatch.setitem(sys.modules, "pynq", board.module())
+    monkeypatch.delitem(sys.modules, "tellme.host.pynq_driver", raising=False)
+    meminfo = Path(tempfile.mkdtemp()) / "meminfo"
+    meminfo.write_text(f"MemTotal:        4000000 kB\nMemAvailable:    3000000 kB\n"
+                       f"CmaTotal:         {900 << 10} kB\nCmaFree:          {board.cma_free >> 10} kB\n")
+    monkeypatch.setattr(cma, "MEMINFO", meminfo)
     return board
 
 
@@ -233,11 +257,23 @@ def run_text(session: Session, **options) -> str:
 
 # --- tests -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("split_pointers", [False, True], ids=["64-bit registers", "_1/_2 halves"])
-def test_board_path_matches_csim_and_uploads_once(bitlinear_model, design, sim, monkeypatch, split_pointers):
+POINTERS = ("weights_ptr", "params_ptr", "k_cache_ptr", "v_cache_ptr", "hidden_in_ptr", "hidden_out_ptr")
+FORMS = {
+    "64-bit registers": {},
+    "_1/_2 halves": dict.fromkeys(POINTERS, "halves"),
+    # what Vitis HLS writes for arguments it renames: x_r, and x_r_1/x_r_2 for a pointer's halves
+    "_r and _r_1/_r_2": {"weights_ptr": "renamed_halves", "params_ptr": "renamed", "k_cache_ptr": "halves",
+                         "v_cache_ptr": "renamed_halves", "n_tokens": "renamed", "start_pos": "renamed"},
+}
+
+
+@pytest.mark.parametrize("forms", list(FORMS.values()), ids=list(FORMS))
+def test_board_path_matches_csim_and_uploads_once(bitlinear_model, design, sim, monkeypatch, forms):
     with Session(bitlinear_model.model_dir, backend="csim", bitstream=design) as csim:
         want = [run_text(csim), run_text(csim, temperature=0.8, seed=4)]
-    board = fake_pynq(monkeypatch, sim, design, split_pointers=split_pointers)
+    board = fake_pynq(monkeypatch, sim, design, forms=forms)
+    names = {r.name for r in board.regs}
+    assert all(any(n.startswith(p) for n in names) for p in POINTERS)
     with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
         device = session.backend.device
         got = [run_text(session), run_text(session, temperature=0.8, seed=4)]
@@ -247,36 +283,37 @@ def test_board_path_matches_csim_and_uploads_once(bitlinear_model, design, sim, 
         assert board.starts == 32
         syncs = [e for e in board.events if e[0] == "sync_to_device"]
         for name in ("weights", "params", "k_cache", "v_cache"):
-            address = getattr(device, name).device_address
+            address = device.buffers[name].device_address
             assert sum(1 for e in syncs if e[1] == address) == 1, name
         image = build_ddr_image(open_model_folder(bitlinear_model.model_dir), read_design(design).layout,
                                 read_design(design).max_context)
-        weights = device.weights.device_address - DDR_BASE
+        weights = device.buffers["weights"].device_address - DDR_BASE
         assert np.array_equal(board.memory[weights : weights + image.weights.nbytes], image.weights)
         # per call only the rows in use cross the bus: one row for a decode step
         hidden_bytes = open_model_folder(bitlinear_model.model_dir).config.hidden_size * 4
-        assert ("sync_from_device", device.hidden_out.device_address, hidden_bytes) in board.events
+        assert ("sync_from_device", device.buffers["hidden_out"].device_address, hidden_bytes) in board.events
+        assert type(device.ip).__name__ == "TellmeAccelerator"  # the driver bound by VLNV
         assert len(board.live) == 6
     assert board.live == {} and board.allocations == 6
 
 
 def test_register_sequence(bitlinear_model, design, sim, monkeypatch):
-    """Addresses once (low word, then high), then per call n, pos and ap_start, in that order."""
+    """Addresses once (low word, then high), then per call n_tokens, start_pos and ap_start, in that order."""
     board = fake_pynq(monkeypatch, sim, design)
     with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
         setup = list(board.ip.writes)
         device = session.backend.device
         expected = []
-        for name in POINTERS:
-            address = getattr(device, name).device_address
-            offset = board.registers[name]["address_offset"]
+        for arg in read_design(design).interface.pointers:
+            address = device.buffers[arg.target].device_address
+            offset = board.offset(arg.name)
             expected += [(offset, address & 0xFFFFFFFF), (offset + 4, address >> 32)]
         assert setup == expected and all(high == 8 for (_, high) in expected[1::2])
         text = "".join(session.generate(PROMPT, max_new_tokens=2))
         assert text
         prompt_len = session.stats.prompt_tokens
         calls = board.ip.writes[len(setup):]
-        n_reg, pos_reg = (board.registers[k]["address_offset"] for k in ("n", "pos"))
+        n_reg, pos_reg = board.offset("n_tokens"), board.offset("start_pos")
         assert calls == [(n_reg, prompt_len), (pos_reg, 0), (CTRL, AP_START),
                          (n_reg, 1), (pos_reg, prompt_len), (CTRL, AP_START)]
 
@@ -395,3 +432,117 @@ def test_the_board_notebook_runs_on_the_stand_in(bitlinear_model, design, sim, m
     out = capsys.readouterr().out
     assert "pynq: context of 128 positions" in out and out.count("decode") >= 2
     assert board.live == {}
+
+
+# --- CMA, clock, package, self-test -------------------------------------------------------------------
+
+def test_too_little_cma_is_refused_before_loading(bitlinear_model, design, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, design, cma_free=64 << 10)
+    args = ["run", "--backend", "pynq", "--model", str(bitlinear_model.model_dir), "--bitstream", str(design),
+            "--prompt", "a"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("tellme: error: design tiny needs ")
+    assert "CMA 0.1 MiB free of 900.0 MiB" in err[0] and "close them or reboot" in err[0]  # others hold it
+    assert board.ip is None and board.allocations == 0
+    # a pool smaller than the need: raise cma=
+    need = read_design(design).interface.cma_bytes
+    assert 64 << 10 < need < 64 << 20 and cma.suggested_cma(need) == 128 and cma.suggested_cma(600 << 20) == 768
+    small = Path(tempfile.mkdtemp()) / "meminfo"
+    small.write_text("CmaTotal:  16 kB\nCmaFree:   16 kB\n")
+    monkeypatch.setattr(cma, "MEMINFO", small)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert f"raise the kernel boot argument cma= (e.g. cma={cma.suggested_cma(need)}M" in err
+
+
+def test_a_clock_left_at_100_mhz_is_set_back(bitlinear_model, design, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, design, clock_mhz=100.0)
+    with Session(bitlinear_model.model_dir, backend="csim", bitstream=design) as csim:
+        want = run_text(csim)
+    with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
+        assert run_text(session) == want  # the stand-in kernel refuses to run at the wrong clock
+    assert board.clock.fclk0_mhz == read_design(design).clock_mhz == 250.0
+    assert "left the PL clock at 100 MHz; set it to 250 MHz" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def package(bitlinear_model, design, tmp_path_factory) -> Path:
+    """`tellme package` of the stand-in design, unpacked as on the board."""
+    from tellme.host.cli import main as cli
+
+    out = tmp_path_factory.mktemp("package") / "tiny.tar.gz"
+    assert cli(["package", str(design), "--model", str(bitlinear_model.model_dir), "--out", str(out),
+                "--images"]) == 0
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        tar.extractall(out.parent / "board", filter="data")
+    assert sorted(names) == sorted(f"tiny/{n}" for n in (
+        "manifest.json", "tiny.bit", "tiny.hwh", "golden.npz", "notebooks/chat.ipynb", "images/weights.npy",
+        "images/params.npy", "PACKAGE.json"))
+    return out.parent / "board" / "tiny"
+
+
+def selftest_lines(capsys) -> list[str]:
+    return capsys.readouterr().out.strip().splitlines()
+
+
+def test_package_round_trip(package, design, bitlinear_model):
+    from tellme.host.board_package import designs_near, read_golden, verify_package
+
+    assert verify_package(package) == 7
+    assert read_design(package).interface == read_design(design).interface
+    golden = read_golden(package)
+    assert golden.n == 4 and golden.prefill_out.shape == golden.prefill_in.shape
+    image = build_ddr_image(open_model_folder(bitlinear_model.model_dir), read_design(design).layout,
+                            read_design(design).max_context)
+    assert np.array_equal(np.load(package / "images" / "weights.npy"), image.weights)
+    assert designs_near(package / "notebooks") == [package]  # the notebook finds its design one folder up
+    assert designs_near(package.parent) == [package]
+    (package / "golden.npz").write_bytes((package / "golden.npz").read_bytes() + b"x")
+    try:
+        with pytest.raises(UserError, match="golden.npz differs from the archive"):
+            verify_package(package)
+    finally:
+        (package / "golden.npz").write_bytes((package / "golden.npz").read_bytes()[:-1])
+
+
+def test_selftest_on_the_stand_in_board(package, bitlinear_model, sim, monkeypatch, capsys):
+    board = fake_pynq(monkeypatch, sim, package, clock_mhz=100.0, forms={"start_pos": "renamed"})
+    monkeypatch.setenv("BOARD", "KV260")
+    assert main(["selftest", "--backend", "pynq", "--bitstream", str(package), "--model",
+                 str(bitlinear_model.model_dir)]) == 0
+    lines = selftest_lines(capsys)
+    assert [line.split()[1] for line in lines] == ["pynq", "design", "board", "cma", "clock", "prefill", "decode",
+                                                   "speed"]
+    status = {line.split()[1]: line.split()[0] for line in lines}
+    assert status["clock"] == "warn" and "left the PL clock at 100 MHz; set to 250 MHz" in lines[4]
+    assert all(status[k] == "ok" for k in ("pynq", "design", "board", "cma", "prefill", "decode"))
+    assert "package: 7 files verified" in lines[1] and "bit-exact" in lines[5] and "position 4" in lines[6]
+    assert board.starts == 2 and board.live == {}
+
+
+def test_selftest_stops_at_the_first_hard_failure(package, bitlinear_model, sim, monkeypatch, capsys):
+    args = ["selftest", "--bitstream", str(package), "--model", str(bitlinear_model.model_dir)]
+    board = fake_pynq(monkeypatch, sim, package)
+    monkeypatch.setenv("BOARD", "ZCU104")
+    assert main(args) == 1
+    lines = selftest_lines(capsys)
+    assert lines[-1].startswith("FAIL board    this board is ZCU104") and len(lines) == 3 and board.ip is None
+
+    monkeypatch.setenv("BOARD", "KV260")
+    board = fake_pynq(monkeypatch, sim, package)
+    board.kernel = lambda argument: 0  # runs, returns 0, writes nothing: hidden_out stays zero
+    assert main(args) == 1
+    lines = selftest_lines(capsys)
+    assert lines[-1].startswith("FAIL prefill  4 tokens:") and "differ" in lines[-1] and board.live == {}
+
+    fake_pynq(monkeypatch, sim, package, cma_free=64 << 10)
+    assert main(args) == 1
+    assert selftest_lines(capsys)[-1].startswith("FAIL cma      needs ")
+
+    monkeypatch.setitem(sys.modules, "pynq", None)  # not importable
+    assert main(args) == 1
+    assert selftest_lines(capsys) == [
+        "FAIL pynq     pynq is not importable: run on the board inside its pynq environment (Kria-PYNQ: sudo -i, "
+        "then source /etc/profile.d/pynq_venv.sh)"]

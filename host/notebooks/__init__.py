@@ -1,0 +1,1 @@
+"""The board notebooks: `pynq get-notebooks tellme` copies this folder (the pynq.notebooks entry point)."""
