@@ -117,7 +117,7 @@ def project_sources(project_dir: Path) -> dict[str, str]:
 class DecoderSim:
     """tellme_top for one design, with the design's static buffers (weight stripes, params) loaded."""
 
-    def __init__(self, library: CsimLibrary, design: Design, image: DdrImage):
+    def __init__(self, library: CsimLibrary, design: Design, image: DdrImage | None):
         self.library = library
         self.design = design
         self.image = image
@@ -136,12 +136,13 @@ class DecoderSim:
     @classmethod
     def build(cls, design: Design, cache_dir: Path | None = None, profile: bool = False,
               fast: bool = True) -> DecoderSim:
-        """Compile the design (or reuse the cached build) and build its DDR image. `profile` counts loop
-        iterations; `fast=False` keeps the synthesised ap_int types."""
+        """Compile the design (or reuse the cached build) and build its DDR image (none for a design made
+        from a shape: then only matrix() runs). `profile` counts loop iterations; `fast=False` keeps the
+        synthesised ap_int types."""
         defines = (FAST_CSIM if fast else ()) + (PROFILE if profile else ())
         sources = {**design.sources(), "config.json": design.config.to_json()}
         library = CsimLibrary.build(sources, LIBRARY_UNITS, defines, cache_dir, "decoder C simulation")
-        return cls(library, design, design.image())
+        return cls(library, design, design.image() if design.folder is not None else None)
 
     @property
     def max_context(self) -> int:
@@ -151,6 +152,8 @@ class DecoderSim:
         return self.library.constants()
 
     def _ensure_image(self) -> None:
+        if self.image is None:
+            raise UserError(f"design {self.design.name} was made from a shape: running it needs a model folder")
         if _IMAGE_OWNER.get(self.library.path) != self._owner:
             for p, stripe in enumerate(self.image.stripes):
                 self._load_stripe(p, _ptr(stripe), stripe.nbytes)

@@ -14,6 +14,7 @@ makes one from a shape alone, for estimates. The CLI only parses arguments, call
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -70,9 +71,12 @@ def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[st
     preset = board_config(board)
     values = parse_overrides(preset, list(overrides))
     if "attention_lanes" not in values:
-        lanes = preset.attention_lanes
-        while lanes > 1 and attention_distance(model, preset, lanes) < MIN_ACC_DISTANCE:
-            lanes = max(d for d in range(1, lanes) if preset.chunk % d == 0)
+        chunk = dataclasses.replace(preset, attention_lanes=1, weight_ports=values.get("weight_ports",
+                                                                                      preset.weight_ports)).chunk
+        lanes = max(d for d in range(1, min(preset.attention_lanes, chunk) + 1) if chunk % d == 0)
+        trial = dataclasses.replace(preset, attention_lanes=lanes, weight_ports=chunk // 8)
+        while lanes > 1 and attention_distance(model, trial, lanes) < MIN_ACC_DISTANCE:
+            lanes = max(d for d in range(1, lanes) if chunk % d == 0)
         values["attention_lanes"] = lanes
     config = board_config(board, [f"{k}={v}" for k, v in values.items()])
     distance = attention_distance(model, config, config.attention_lanes)

@@ -1,103 +1,351 @@
-"""Speed estimate of a generated design, from the loop structure of its C++ (not a measurement).
+"""Speed model of a generated design (hls/perf.py v2): modelled, never measured.
 
-The model counts the cycles of the kernels' pipelined loops at II=1, one after another, as the code is
-written today: for each weight tile, load it (one AXI word per cycle on gmem_w), then for each token of
-the block build its table (Q vectors per cycle) and look up every row (one line per cycle); element-wise
-passes take one element per cycle; attention reads each position's K and V rows an AXI beat per cycle,
-then takes one query head per cycle (head_dim lanes). It leaves out AXI latency, DDR
-efficiency, pipeline fill and float-add recurrences (all make the real design slower) and any overlap
-of loading and computing (which would make it faster). Use it to compare designs, not to quote speed.
+It follows the code. `loop_counts` gives, for one call of tellme_top (n tokens at position pos), the
+iterations of every pipelined loop by its label (TELLME_COUNT in hls/kernels/*.h); a test runs the
+C simulation built with -DTELLME_PROFILE and checks every count. `estimate_speed` turns the same walk
+into time:
+
+- Engine: every loop is pipelined at II=1 (the kernels are written for it: rotating partial sums, trees,
+  no float recurrence), so a loop takes its iterations plus its pipeline depth each time it is entered
+  (LOOP_DEPTH, estimates from Xilinx floating-point operator latencies at 250 MHz).
+- Prefetcher: each read loop streams its words at the DDR rate (below) after a first-data latency
+  (BURST_LATENCY_CYCLES) each time it is entered.
+- Overlap: exactly where the code overlaps: prefetcher and engine are the two processes of a DATAFLOW
+  region joined by FIFOs (stripe FIFOs of fifo_depth words, the io FIFO), so the prefetcher runs ahead
+  by at most a FIFO's worth. The model is that bounded-buffer pipeline, over the block's schedule cut in
+  pieces of a quarter FIFO. Blocks run one after another (the FIFOs drain in between).
+- DDR: the weight ports stream in lockstep (one word per stripe per row-step); their rate is
+  ports x 16 bytes x PORT_EFFICIENCY (x HPC_PENALTY when HPC ports are in the set), capped by the DDR's
+  delivered rate, DDR peak x DDR_EFFICIENCY, shared by all ports and the ARM cores.
+- A whole token (decode_tok_s) adds the host's work per token (HOST_MS_PER_TOKEN) and, with the LM
+  head on the host, the ARM cores' float32 head (vocab x hidden x 4 bytes at ARM_HEAD_BYTES_PER_S).
+
+Every constant is named below with its source; recalibrate them from a csynth report (loop latencies)
+or a board run (rates) and the estimates follow.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tellme.models.config import ModelConfig
-
-from .config import AcceleratorConfig
+from tellme.models.ddr_image import FLOATS_PER_WORD, WORD_BYTES
 
 if TYPE_CHECKING:
     from .design import Design
 
-ELEMENTWISE_PASSES = 4  # rmsnorm: sum of squares, scale; quantisation: peak, round
+MODEL_VERSION = "hls/perf.py v2"
+# DDR delivered to the PL: 16.0 GB/s measured on a KV260 (four HP ports streaming an LM head at their full
+# beat rate; MerlijnW70/bitnet-kv260 docs/measurements.md) of the 19.2 GB/s DDR4-2400 x64 peak.
+DDR_EFFICIENCY = 16.0 / 19.2
+# Weight ports streaming in lockstep: 12.73 GB/s of the 16.0 GB/s beat rate of four HP ports at 250 MHz,
+# measured streaming ternary weights on a KV260 (same source): 79.6 %.
+PORT_EFFICIENCY = 12.73 / 16.0
+# The same measurement with two of the four engines on HPC0/HPC1: 6.4 % slower.
+HPC_PENALTY = 1.0 - 0.064
+# First data of a read loop after its first request (AXI + interconnect + DDR), about 0.5 us: assumption.
+BURST_LATENCY_CYCLES = 128
+# Entering a DATAFLOW region (both processes start, then drain): assumption.
+BLOCK_OVERHEAD_CYCLES = 200
+# The host per generated token on the board's ARM cores: sampling, the embedding gather, register writes
+# and polling (bench_host measures 0.05-0.10 ms on an x86 core; a Cortex-A53 taken as 5x slower).
+HOST_MS_PER_TOKEN = 0.5
+# The ARM cores streaming a float32 LM head (vocab x hidden x 4 bytes a token): 6.5 GB/s, which gives the
+# ~30 ms a token reported for the 0.73B head on a Cortex-A53.
+ARM_HEAD_BYTES_PER_S = 6.5e9
+# Pipeline depth (cycles from first input to last output) of each loop, paid every time it is entered:
+# estimates at 250 MHz (fadd 4-5, fmul 3-4, fdiv and fsqrt ~15, the polynomial exp ~40 cycles).
+LOOP_DEPTH = {
+    "read_stripes": 2, "read_kv": 2, "read_io": 2, "read_floats": 3, "read_scales": 3,
+    "sum_squares": 60, "normalize": 25, "quantize": 12,  # sum_squares: the partial-sum tree after the loop too
+    "tlmm_build_table": 6, "tlmm_rows": 30, "write_kv": 4,
+    "attention_init": 2, "attention_qk": 35, "attention_scores": 25, "attention_max": 45, "attention_exps": 45,
+    "attention_sums": 30, "attention_pv": 15, "attention_out": 18,
+    "write_hidden": 4, "head_vector": 3, "lm_head": 25,
+}
+NORM_SCALAR_CYCLES = 35  # between the norm's passes: the variance's divide, sqrt and reciprocal
+POSITIONS = (64, 256, 512, 1024)
+PROMPTS = (64, 128)
+
+
+@dataclass
+class Piece:
+    """A stretch of a block's schedule: what the engine does, and the words it takes from a FIFO."""
+
+    engine: float  # engine cycles
+    fifo: str | None = None  # "stripes", "io" or None
+    words: float = 0.0  # words per stripe (stripes) or words (io)
+    fetch: float = 0.0  # prefetcher cycles to read them
+
+
+@dataclass
+class Schedule:
+    """One block's schedule (engine pieces in order) and the loop counts it implies."""
+
+    pieces: list[Piece] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def loop(self, label: str, iterations: int) -> int:
+        """Count a loop entered once; returns its engine cycles (iterations at II=1 plus its depth)."""
+        self.counts[label] = self.counts.get(label, 0) + iterations
+        return iterations + LOOP_DEPTH[label]
+
+    def engine(self, cycles: float) -> None:
+        self.pieces.append(Piece(cycles))
+
+    def stream(self, fifo: str, words: float, fetch: float, engine: float) -> None:
+        self.pieces.append(Piece(engine, fifo, words, fetch))
+
+
+class Model:
+    """The walk of tellme_top's code for one design (the kernels' loop structure, hls/kernels/*.h)."""
+
+    def __init__(self, design: Design):
+        self.design = design
+        cfg, lay, m = design.config, design.layout, design.model
+        self.cfg, self.lay, self.m = cfg, lay, m
+        self.consts = design.constants["model_config"]
+        board = design.board
+        clock = cfg.clock_mhz * 1e6
+        ports = board.ps.hp_ports[: cfg.weight_ports]
+        port_bytes = min(WORD_BYTES, board.ps.hp_max_width // 8)  # per port per cycle (a 64-bit HP port: 8)
+        lockstep = PORT_EFFICIENCY * (HPC_PENALTY if any("HPC" in p.name for p in ports) else 1.0)
+        self.ddr_bytes_per_cycle = board.ddr_peak_bytes_s * DDR_EFFICIENCY / clock
+        self.stripe_bytes_per_cycle = min(cfg.weight_ports * port_bytes * lockstep, self.ddr_bytes_per_cycle)
+        self.io_bytes_per_cycle = min(port_bytes * PORT_EFFICIENCY, self.ddr_bytes_per_cycle)
+        self.capacity = {"stripes": cfg.fifo_depth, "io": self.consts["io_fifo_depth"]}
+
+    # --- prefetcher reads ---
+    def stripes_fetch(self, words: float, entered: bool = True) -> float:
+        """Cycles for `words` words from every stripe (a read loop entered once, when entered)."""
+        return (BURST_LATENCY_CYCLES if entered else 0) + words * self.cfg.weight_ports * WORD_BYTES / \
+            self.stripe_bytes_per_cycle
+
+    def io_fetch(self, words: float) -> float:
+        return BURST_LATENCY_CYCLES + words * WORD_BYTES / self.io_bytes_per_cycle
+
+    # --- the engine's steps ---
+    def read_io(self, s: Schedule, words: int, reads: list[int]) -> None:
+        """One prefetcher io loop of `words`, consumed by engine loops reading `reads` words each."""
+        s.counts["read_io"] = s.counts.get("read_io", 0) + words
+        engine = sum(s.loop("read_floats", r) if r else 0 for r in reads)
+        s.stream("io", words, self.io_fetch(words), engine)
+
+    def norm(self, s: Schedule, n: int, wpr: int, b: int) -> None:
+        cycles = 0
+        for _ in range(b):
+            steps = -(-n // 15)
+            cycles += s.loop("sum_squares", steps) + NORM_SCALAR_CYCLES + s.loop("normalize", steps)
+            cycles += s.loop("quantize", -(-wpr * 25 // 5))
+        s.engine(cycles)
+
+    def matrix(self, s: Schedule, rows: int, wpr: int, b: int) -> None:
+        cfg = self.cfg
+        tp, ports = cfg.tlmm.token_lanes, cfg.weight_ports
+        lanes = ports * tp
+        tile_steps = cfg.tlmm.tile_words // wpr
+        groups = -(-b // tp)
+        first_read = True
+        for rs0 in range(0, rows, tile_steps):
+            steps = min(tile_steps, rows - rs0)
+            for g in range(groups):
+                active = min(tp, b - g * tp)
+                if rs0 == 0 or groups > 1:
+                    s.engine(sum(s.loop("tlmm_build_table", wpr * 5) for _ in range(active)))
+                engine = s.loop("tlmm_rows", steps * max(wpr, lanes) + lanes)
+                if g == 0:
+                    words = steps * wpr
+                    s.counts["read_stripes"] = s.counts.get("read_stripes", 0) + words
+                    s.stream("stripes", words, self.stripes_fetch(words, first_read), engine)
+                    first_read = False
+                else:
+                    s.engine(engine)
+
+    def attention(self, s: Schedule, first: int, b: int) -> None:
+        m, lay, cfg = self.m, self.lay, self.cfg
+        r, heads = cfg.kv_block, m.num_attention_heads
+        rc = lay.kv_row_words
+        group = heads // m.num_key_value_heads
+        folds = cfg.chunk // cfg.attention_lanes
+        q_pad = heads * lay.head_dim_pad
+        s.engine(s.loop("attention_init", b * q_pad // cfg.attention_lanes))
+        whole, rest = divmod(first, r)
+        kv_fetches = ([whole * 2 * r * rc] if whole else []) + ([rest * rc, rest * rc] if rest else [])
+        s.counts["read_kv"] = s.counts.get("read_kv", 0) + sum(kv_fetches)
+        entered = {0: True}  # latency: once for the whole blocks, once for each part of the partial block
+        for kb in range((first + b - 1) // r + 1):
+            begin, end = kb * r, kb * r + r
+            cached = max(0, min(first, end) - begin)
+            for i in range(b):
+                pos = first + i
+                if kb > pos // r:
+                    continue
+                own = max(0, min(pos + 1, end) - max(first, begin))
+                rows = cached + own
+                per_row = rc * group * folds
+                qk = s.loop("attention_qk", rows * per_row)
+                middle = (s.loop("attention_scores", rows * heads) + s.loop("attention_max", heads)
+                          + s.loop("attention_exps", rows * heads) + s.loop("attention_sums", heads))
+                pv = s.loop("attention_pv", rows * per_row)
+                if i == 0 and cached:
+                    partial = cached < r
+                    for engine in (qk, pv):
+                        key = ("partial", engine is pv) if partial else 0
+                        latency = entered.pop(key, partial)
+                        s.stream("stripes", cached * rc, self.stripes_fetch(cached * rc, latency), engine)
+                        if engine is qk:
+                            s.engine(middle)
+                else:
+                    s.engine(qk + middle + pv)
+        s.engine(sum(s.loop("attention_out", heads * m.head_dim) for _ in range(b)))
+
+    def block(self, first: int, b: int, head: bool) -> Schedule:
+        """The schedule of one block of b tokens at positions first .. first+b-1."""
+        s = Schedule()
+        c, m, cfg, lay = self.consts, self.m, self.cfg, self.lay
+        f = FLOATS_PER_WORD
+        self.read_io(s, b * lay.hidden_pad // f, [lay.hidden_pad // f] * b)
+        self.read_io(s, b * lay.rope_half_pad // f, [lay.rope_half_pad // f] * b)
+        self.read_io(s, b * lay.rope_half_pad // f, [lay.rope_half_pad // f] * b)
+        mats = {mx.name: mx for mx in lay.matrices}
+        for _ in range(m.num_hidden_layers):
+            reads = [lay.hidden_pad // f, lay.hidden_pad // f, c["q_size_pad"] // f, c["intermediate_pad"] // f]
+            self.read_io(s, c["p_layer_stride"] // f, reads)
+            s.engine(s.loop("read_scales", 2))
+            for name, n in (("qkv", m.hidden_size), ("o", m.q_size), ("gateup", m.hidden_size),
+                            ("down", m.intermediate_size)):
+                mx = mats[name]
+                self.norm(s, n, mx.wpr, b)
+                self.matrix(s, mx.rows_per_stripe, mx.wpr, b)
+                if name == "qkv":
+                    s.engine(s.loop("write_kv", b * 2 * cfg.weight_ports * lay.kv_row_words))
+                    self.attention(s, first, b)
+        self.read_io(s, lay.hidden_pad // f, [lay.hidden_pad // f])
+        self.norm(s, m.hidden_size, c["final_wpr"], b)
+        if not cfg.head_on_pl:
+            s.engine(sum(s.loop("write_hidden", lay.hidden_pad // f) for _ in range(b)))
+        elif head:
+            s.engine(s.loop("head_vector", c["head_values"]))
+            words = lay.head_rows_per_stripe * lay.head_row_words
+            s.counts["read_stripes"] = s.counts.get("read_stripes", 0) + words
+            engine = s.loop("lm_head", lay.head_rows_per_stripe * max(lay.head_row_words, cfg.weight_ports)
+                            + cfg.weight_ports)
+            s.stream("stripes", words, self.stripes_fetch(words), engine)
+        return s
+
+    def blocks(self, n: int, pos: int) -> list[tuple[int, int, bool]]:
+        size = self.cfg.prefill_block
+        return [(pos + t0, min(size, n - t0), t0 + size >= n) for t0 in range(0, n, size)]
+
+    def cycles(self, schedule: Schedule) -> float:
+        """The bounded-buffer pipeline of prefetcher and engine over the block's pieces."""
+        fetch_done = engine_done = 0.0
+        history: dict[str, tuple[list[float], list[float]]] = {"stripes": ([], []), "io": ([], [])}
+        consumed = {"stripes": 0.0, "io": 0.0}
+        for piece in self._pieces(schedule):
+            if piece.fifo is None:
+                engine_done += piece.engine
+                continue
+            ends, times = history[piece.fifo]
+            end = consumed[piece.fifo] + piece.words
+            # room in the FIFO: the engine has taken everything but the last `capacity` words
+            need = end - self.capacity[piece.fifo]
+            room = times[bisect.bisect_left(ends, need)] if need > 0 and ends and ends[-1] >= need else 0.0
+            fetch_done = max(fetch_done, room) + piece.fetch
+            engine_done = max(engine_done + piece.engine, fetch_done)
+            consumed[piece.fifo] = end
+            ends.append(end)
+            times.append(engine_done)
+        return engine_done + BLOCK_OVERHEAD_CYCLES
+
+    def _pieces(self, schedule: Schedule):
+        """Pieces with data cut to a quarter of their FIFO, so the pipeline is followed closely."""
+        for piece in schedule.pieces:
+            if piece.fifo is None or piece.words <= self.capacity[piece.fifo] / 4:
+                yield piece
+                continue
+            parts = math.ceil(piece.words / (self.capacity[piece.fifo] / 4))
+            for _ in range(parts):
+                yield Piece(piece.engine / parts, piece.fifo, piece.words / parts, piece.fetch / parts)
+
+    def call_cycles(self, n: int, pos: int) -> float:
+        return sum(self.cycles(self.block(first, b, head)) for first, b, head in self.blocks(n, pos))
+
+
+def loop_counts(design: Design, n: int, pos: int) -> dict[str, int]:
+    """Iterations of every pipelined loop in one call of tellme_top (n tokens at position pos): what the
+    C simulation built with -DTELLME_PROFILE counts."""
+    model = Model(design)
+    counts: dict[str, int] = {}
+    for first, b, head in model.blocks(n, pos):
+        for label, value in model.block(first, b, head).counts.items():
+            counts[label] = counts.get(label, 0) + value
+    return {k: v for k, v in counts.items() if v}
 
 
 @dataclass(frozen=True)
 class SpeedEstimate:
-    decode_cycles: int  # one token at the middle of the context
-    prefill_cycles_per_token: int  # a full prefill block at the middle of the context
-    weight_load_share: float  # of decode cycles, the part spent loading weights
+    """Modelled speed of one design (see the module docstring); every figure an estimate."""
+
     clock_mhz: float
-    axi_width: int
-
-    @property
-    def decode_tok_s(self) -> float:
-        return self.clock_mhz * 1e6 / self.decode_cycles
-
-    @property
-    def prefill_tok_s(self) -> float:
-        return self.clock_mhz * 1e6 / self.prefill_cycles_per_token
+    decode_tok_s: dict[str, float]  # a whole token at KV length p: accelerator, LM head, host
+    decode_ms_accelerator: dict[str, float]
+    prefill_tok_s: dict[str, float]
+    ttft_s: dict[str, float]
+    bytes_per_token: dict[str, int]
+    bound_tok_s: dict[str, float]  # DDR peak / bytes per token: no design can beat it
+    bottleneck: str
+    model: str = MODEL_VERSION
 
     def describe(self) -> str:
-        return (
-            f"speed estimate (cycle model of the generated loops at {self.clock_mhz:g} MHz, no AXI latency or "
-            f"overlap; hls/perf.py): decode {self.decode_tok_s:.1f} tok/s, prefill {self.prefill_tok_s:.1f} tok/s; "
-            f"{self.weight_load_share:.0%} of decode is loading weights through one {self.axi_width}-bit port"
-        )
+        decode = ", ".join(f"{v:.1f} tok/s at {k}" for k, v in self.decode_tok_s.items())
+        prefill = ", ".join(f"{k} tokens {v:.0f} tok/s (TTFT {self.ttft_s[k]:.2f} s)"
+                            for k, v in self.prefill_tok_s.items())
+        return (f"speed estimate (modelled, {self.model}, {self.clock_mhz:g} MHz): decode {decode}; prefill "
+                f"{prefill}; {self.bottleneck}")
 
     def to_dict(self) -> dict:
-        return {"decode_tok_s": round(self.decode_tok_s, 2), "prefill_tok_s": round(self.prefill_tok_s, 2),
-                "decode_cycles": self.decode_cycles, "prefill_cycles_per_token": self.prefill_cycles_per_token,
-                "weight_load_share": round(self.weight_load_share, 3), "model": "hls/perf.py cycle model"}
+        return {"decode_tok_s": self.decode_tok_s, "prefill_tok_s": self.prefill_tok_s, "ttft_s": self.ttft_s,
+                "bytes_per_token": self.bytes_per_token, "bound_tok_s": self.bound_tok_s,
+                "bottleneck": self.bottleneck, "model": self.model}
 
 
-def matrix_cycles(config: AcceleratorConfig, n: int, k: int, block: int) -> tuple[int, int]:
-    """(load cycles, compute cycles) of one n x k matrix for a block of tokens (tlmm_compute)."""
-    cycles = config.cycles(k)
-    tiles = math.ceil(n / config.tile_rows)
-    load = n * cycles * config.line_words
-    tables = (tiles if block > 1 else 1) * block * cycles * config.tlmm.q
-    compute = tables + block * (n * cycles + n)  # lookups, then the stores of the finished rows
-    return load, compute
-
-
-def _elementwise_cycles(model: ModelConfig) -> int:
-    """Per token and layer: four fused norms, RoPE, KV append, gate x up, two residual adds."""
-    h, i, qs = model.hidden_size, model.intermediate_size, model.q_size
-    norms = ELEMENTWISE_PASSES * (h + qs + h + i)
-    rope = (model.num_attention_heads + model.num_key_value_heads) * model.head_dim // 2
-    return norms + rope + model.kv_size + i + 2 * h
-
-
-def _attention_cycles(config: AcceleratorConfig, model: ModelConfig, rows: int) -> int:
-    """One K/V stream of `rows` positions, shared by the PEs of a block (unrolled): per row, the K and V
-    rows of every KV head at one AXI beat of fp16 values per cycle, then one query head per cycle."""
-    per_row = math.ceil(model.kv_size / (config.axi_width // 16)) + model.num_attention_heads
-    return rows * per_row
+def host_ms(design: Design) -> float:
+    """Host work per token on the board, with the float32 head when the design leaves the head to the host."""
+    m = design.model
+    head = 0.0 if design.config.head_on_pl else m.vocab_size * m.hidden_size * 4 / ARM_HEAD_BYTES_PER_S * 1e3
+    return HOST_MS_PER_TOKEN + head
 
 
 def estimate_speed(design: Design) -> SpeedEstimate:
-    """Decode at the middle of the design's context, and a full prefill block there."""
-    config, model, context = design.config, design.model, design.context
-    shapes = model.linear_shapes().values()
-    position = context // 2
-    load = compute = 0
-    for n, k in shapes:
-        matrix_load, matrix_compute = matrix_cycles(config, n, k, 1)
-        load, compute = load + matrix_load, compute + matrix_compute
-    per_layer = load + compute + _elementwise_cycles(model) + _attention_cycles(config, model, position + 1)
-    decode = model.num_hidden_layers * per_layer
-
-    b = config.prefill_block
-    block_cycles = 0
-    for n, k in shapes:
-        matrix_load, matrix_compute = matrix_cycles(config, n, k, b)
-        block_cycles += matrix_load + matrix_compute
-    blocks_of_queries = math.ceil(b / config.attention_pes)
-    block_cycles += b * _elementwise_cycles(model) + blocks_of_queries * _attention_cycles(config, model, position + b)
-    prefill = model.num_hidden_layers * block_cycles // b
-    return SpeedEstimate(decode, prefill, model.num_hidden_layers * load / decode, config.clock_mhz,
-                         config.axi_width)
+    model = Model(design)
+    clock = design.config.clock_mhz * 1e6
+    lay = design.layout
+    positions = [p for p in POSITIONS if p < design.context]
+    extra_ms = host_ms(design)
+    decode_ms = {str(p): model.call_cycles(1, p) / clock * 1e3 for p in positions}
+    decode = {k: round(1e3 / (v + extra_ms), 2) for k, v in decode_ms.items()}
+    prefill, ttft = {}, {}
+    for n in PROMPTS:
+        if n <= design.context:
+            seconds = model.call_cycles(n, 0) / clock
+            prefill[str(n)] = round(n / seconds, 1)
+            ttft[str(n)] = round(seconds + extra_ms / 1e3, 4)
+    per_token = lay.bytes_per_token(256)
+    head = per_token["lm_head"] if design.config.head_on_pl else design.model.vocab_size * design.model.hidden_size * 4
+    kv_per_position = lay.ports * design.model.num_hidden_layers * 2 * lay.kv_row_words * WORD_BYTES
+    peak = design.board.ddr_peak_bytes_s
+    bound = {str(p): round(peak / (per_token["weights"] + head + p * kv_per_position), 2)
+             for p in (256,) if p <= design.context}
+    stripe_share = model.stripe_bytes_per_cycle / model.ddr_bytes_per_cycle
+    limit = "the DDR" if stripe_share >= 0.999 else f"the {design.config.weight_ports} weight ports"
+    bottleneck = (f"decode streams {per_token['weights'] / 1e6:.1f} MB of weights and {head / 1e6:.1f} MB of LM head "
+                  f"a token, bounded by {limit} ({model.stripe_bytes_per_cycle * clock / 1e9:.1f} GB/s modelled)")
+    return SpeedEstimate(
+        clock_mhz=design.config.clock_mhz, decode_tok_s=decode,
+        decode_ms_accelerator={k: round(v, 3) for k, v in decode_ms.items()}, prefill_tok_s=prefill, ttft_s=ttft,
+        bytes_per_token={"weights": per_token["weights"], "lm_head": head, "kv_per_position": kv_per_position},
+        bound_tok_s=bound, bottleneck=bottleneck,
+    )

@@ -13,9 +13,10 @@ import pytest
 
 from tellme.hls import project as project_module
 from tellme.hls.boards import BOARDS, board_config
-from tellme.hls.config import AP_INT_MAX_W, AcceleratorConfig, apply_overrides
-from tellme.hls.csim import TlmmSim, run_testbench
-from tellme.hls.design import Design, model_sizes
+from tellme.hls.config import AcceleratorConfig, apply_overrides
+from tellme.hls.csim import run_testbench
+from tellme.hls.design import Design
+from tellme.hls.toolchain import ap_types_dir
 from tellme.host.cli import main
 from tellme.models.config import ModelConfig
 from tellme.models.convert import convert_checkpoint
@@ -52,55 +53,77 @@ def project(model_dir, tmp_path_factory) -> Path:
 
 def test_project_files(project):
     names = {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
-    assert names == {
-        "README.md", "config.json", "run_hls.tcl", "src/config.h", "src/tlmm.h", "src/top.cpp",
-        "src/tlmm_top.cpp", "src/decoder.h", "src/elementwise.h", "src/attention.h", "src/fp16.h",
-        "tb/tb_tlmm.cpp", "tb/tb_decoder.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp",
-        "tb/data/tlmm/weights.bin", "tb/data/tlmm/x.bin", "tb/data/tlmm/s_x.bin", "tb/data/tlmm/s_w.bin",
-        "tb/data/tlmm/y.bin", "tb/data/decoder/weights.bin", "tb/data/decoder/params.bin",
-        "tb/data/decoder/hidden_in.bin", "tb/data/decoder/hidden_out.bin",
-    }
+    kernels = {f"src/{k}" for k in ("common.h", "fp16.h", "tlmm.h", "elementwise.h", "attention.h", "prefetch.h",
+                                    "lm_head.h", "decoder.h")}
+    data = {f"tb/data/decoder/stripe{p}.bin" for p in range(6)} | {
+        "tb/data/decoder/params.bin", "tb/data/decoder/hidden_in.bin", "tb/data/decoder/expected.bin",
+        "tb/data/tlmm/stripes.bin", "tb/data/tlmm/xq.bin", "tb/data/tlmm/acc.bin"}
+    assert names == kernels | data | {
+        "README.md", "config.json", "run_hls.tcl", "src/config.h", "src/top.cpp",
+        "tb/tb_tlmm.cpp", "tb/tb_decoder.cpp", "tb/tb_io.h", "tb/csim_bridge.cpp"}
     kernel = Path(project_module.__file__).parent / "kernels" / "tlmm.h"
     assert (project / "src" / "tlmm.h").read_text() == kernel.read_text()  # copied verbatim
     config = json.loads((project / "config.json").read_text())
-    assert (config["max_k"], config["max_n"]) == (130, 130)  # sized by the model's largest layers
-    assert "layers.0.gate_proj" in (project / "tb" / "tb_tlmm.cpp").read_text()
+    assert config["weight_ports"] == 6 and config["lm_head"] == "pl-int8"
+    assert "static const unsigned qkv_wpr = 2;" in (project / "src" / "config.h").read_text()  # K=100: 34 groups
     assert not list(project.parent.glob(".kv260.*"))  # no temp folders left beside OUT
 
 
 def test_golden_vectors_come_from_the_model(project, model_dir):
-    folder = Design.for_model(model_dir).folder
-    packed, scale = folder.tensor("layers.0.gate_proj.tlmm"), folder.tensor("layers.0.gate_proj.scale")[0]
-    n, k = PROJS["gate_proj"]
-    sim = TlmmSim.from_project(project)
-    x = np.fromfile(project / "tb" / "data" / "tlmm" / "x.bin", dtype=np.int8).reshape(2, k)
-    s_x = np.fromfile(project / "tb" / "data" / "tlmm" / "s_x.bin", dtype=np.float32)
-    y = np.fromfile(project / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32).reshape(2, n)
-    assert np.fromfile(project / "tb" / "data" / "tlmm" / "s_w.bin", dtype=np.float32)[0] == scale
-    np.testing.assert_array_equal(sim.matmul(packed, k, x, s_x, scale).view(np.uint32), y.view(np.uint32))
+    """The TLMM testbench's sums are numpy's TLMM of layer 0's q, k, v; the decoder's are the reference's."""
+    design = Design.for_model(model_dir)
+    from tellme.models.tlmm import TlmmWeights
+
+    xq = np.fromfile(project / "tb" / "data" / "tlmm" / "xq.bin", dtype=np.int8).reshape(3, -1)[:, :100]
+    acc = np.fromfile(project / "tb" / "data" / "tlmm" / "acc.bin", dtype=np.int32).reshape(3, -1)
+    q = TlmmWeights(design.folder.tensor("layers.0.q_proj.tlmm"), 100).matmul(xq)
+    np.testing.assert_array_equal(acc[:, :100], q)
+    expected = np.fromfile(project / "tb" / "data" / "decoder" / "expected.bin", dtype=np.float32)
+    golden = design.decoder_golden()
+    np.testing.assert_array_equal(expected, golden["expected"].ravel())
+    assert expected.size == design.model.vocab_size  # the last token's logits: the LM head is on the PL
 
 
-def test_testbench_passes_with_plain_gpp(project, cache):
-    result = run_testbench(project, cache_dir=cache)
+@pytest.mark.parametrize("which", ["tlmm", "decoder"])
+def test_testbenches_pass_with_plain_gpp(project, cache, which):
+    result = run_testbench(project, which, cache_dir=cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout
 
 
-def test_testbench_passes_under_asan_and_ubsan(project, cache):
-    result = run_testbench(project, sanitize=True, cache_dir=cache)
+@pytest.mark.parametrize("which", ["tlmm", "decoder"])
+def test_testbenches_pass_under_asan_and_ubsan(project, cache, which):
+    result = run_testbench(project, which, sanitize=True, cache_dir=cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS" in result.stdout
 
 
-def test_testbench_fails_on_a_mismatch(project, cache, tmp_path):
-    broken = tmp_path / "broken"
-    shutil.copytree(project, broken)
-    y = np.fromfile(broken / "tb" / "data" / "tlmm" / "y.bin", dtype=np.float32)
-    y[5] = np.nextafter(y[5], np.float32(np.inf))  # one ulp off
-    y.tofile(broken / "tb" / "data" / "tlmm" / "y.bin")
-    result = run_testbench(broken, cache_dir=cache)
-    assert result.returncode != 0
-    assert "FAIL: 1 of" in result.stdout
+STRICT = ["-std=c++14", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-unused-label",
+          "-Wno-maybe-uninitialized", "-fsyntax-only"]  # the last: ap_types' own members, inlined into ours
+
+
+@pytest.mark.parametrize("unit", ["src/top.cpp", "tb/csim_bridge.cpp", "tb/tb_decoder.cpp", "tb/tb_tlmm.cpp"])
+@pytest.mark.parametrize("defines", [[], ["-DTELLME_FAST_CSIM", "-DTELLME_PROFILE"]])
+def test_every_kernel_compiles_without_a_warning(project, unit, defines):
+    """Every header (common, tlmm, elementwise, attention, fp16, prefetch, lm_head, decoder) through the
+    top, the bridge and the testbenches, with -Wall -Wextra -Werror, in both type settings."""
+    result = subprocess.run(["g++", *STRICT, *defines, "-isystem", str(ap_types_dir()), f"-I{project / 'src'}",
+                             f"-I{project / 'tb'}", str(project / unit)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_testbenches_fail_on_a_mismatch(project, cache, tmp_path):
+    broken = shutil.copytree(project, tmp_path / "broken")
+    acc = np.fromfile(broken / "tb" / "data" / "tlmm" / "acc.bin", dtype=np.int32)
+    acc[5] += 1
+    acc.tofile(broken / "tb" / "data" / "tlmm" / "acc.bin")
+    result = run_testbench(broken, "tlmm", cache_dir=cache)
+    assert result.returncode != 0 and "FAIL: 1 of" in result.stdout
+    expected = np.fromfile(broken / "tb" / "data" / "decoder" / "expected.bin", dtype=np.float32)
+    expected[7] += 0.5 * np.abs(expected).max()
+    expected.tofile(broken / "tb" / "data" / "decoder" / "expected.bin")
+    result = run_testbench(broken, "decoder", cache_dir=cache)
+    assert result.returncode != 0 and "MISMATCH" in result.stdout
 
 
 def test_run_hls_tcl_names_part_clock_top(project):
@@ -114,7 +137,7 @@ def test_run_hls_tcl_names_part_clock_top(project):
 
 STAND_IN = """
 set calls {}
-foreach name {open_project set_top add_files open_solution set_part create_clock config_export
+foreach name {open_project set_top add_files open_solution set_part create_clock config_export config_interface
               csim_design csynth_design cosim_design export_design} {
     proc $name {args} "lappend ::calls \\[list $name {*}\\$args\\]"
 }
@@ -139,8 +162,8 @@ def _run_tcl(script: Path, tmp_path: Path, env: dict | None = None) -> list[str]
 def test_run_hls_tcl_under_tclsh(project, tmp_path):
     calls = _run_tcl(project / "run_hls.tcl", tmp_path)
     names = [line.split()[0] for line in calls]
-    assert names == ["open_project", "set_top"] + ["add_files"] * 8 + [
-        "open_solution", "set_part", "create_clock", "config_export",
+    assert names == ["open_project", "set_top"] + ["add_files"] * 12 + [
+        "open_solution", "set_part", "create_clock", "config_export", "config_interface",
         "csim_design", "csynth_design", "cosim_design", "export_design"]
     assert "set_top tellme_top" in calls
     assert "set_part xck26-sfvc784-2LV-c" in calls
@@ -168,20 +191,21 @@ def test_other_boards(model_dir, tmp_path, board, period, storage):
     tcl = (out / "run_hls.tcl").read_text()
     assert f"set_part {BOARDS[board].part}" in tcl
     assert f"create_clock -period {period} " in tcl
-    assert f"#define TELLME_WEIGHT_STORAGE {storage}" in (out / "src" / "config.h").read_text()
+    assert f"#define TELLME_TILE_STORAGE {storage}" in (out / "src" / "config.h").read_text()
 
 
 def test_overrides_reach_config_h(model_dir, tmp_path, cache):
     out = tmp_path / "p"
-    args = ["hls", "--model", str(model_dir), "--out", str(out), "--set", "tlmm.q=4", "--set", "tlmm.table=half",
-            "--set", "clock_mhz=200"]
+    args = ["hls", "--model", str(model_dir), "--out", str(out), "--set", "tlmm.token_lanes=3", "--set",
+            "lm_head=host-float32", "--set", "clock_mhz=200", "--set", "weight_ports=4"]
     assert main(args) == 0
     header = (out / "src" / "config.h").read_text()
-    assert "static const unsigned Q = 4;" in header
-    assert "static const bool half_table = true;" in header
+    assert "static const unsigned token_lanes = 3;" in header
+    assert "static const bool lm_head = false;" in header and "static const unsigned ports = 4;" in header
     assert "create_clock -period 5.0 " in (out / "run_hls.tcl").read_text()
-    result = run_testbench(out, cache_dir=cache)  # the half-table design passes its testbench too
-    assert result.returncode == 0, result.stdout + result.stderr
+    for which in ("tlmm", "decoder"):  # the hidden-state design passes its testbenches too
+        result = run_testbench(out, which, cache_dir=cache)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _error(capsys, argv) -> str:
@@ -195,13 +219,16 @@ def _error(capsys, argv) -> str:
     "extra,message",
     [
         (["--set", "tlmm.qq=8"], "unknown parameter"),
-        (["--set", "tlmm.q=eight"], "expected int"),
-        (["--set", "tlmm.q=0"], "tlmm.q=0"),
-        (["--set", "tlmm.table=third"], "full, half"),
-        (["--set", "tlmm.q"], "KEY=VALUE"),
-        (["--set", "max_k=50"], "too small for the model"),
+        (["--set", "tlmm.token_lanes=two"], "expected int"),
+        (["--set", "tlmm.token_lanes=0"], "tlmm.token_lanes=0"),
+        (["--set", "lm_head=fp16"], "pl-int8, host-float32"),
+        (["--set", "tlmm.token_lanes"], "KEY=VALUE"),
+        (["--set", "weight_ports=3"], "even number"),
+        (["--set", "attention_lanes=7"], "divisor of 48"),
+        (["--set", "attention_lanes=48"], "an accumulator would be updated every"),
+        (["--set", "weight_ports=8"], "kv260 has 6 ports"),
         (["--board", "vcu118"], "kv260, zcu104, pynq-z2"),
-        (["--board", "pynq-z2", "--set", "tlmm.weight_storage=uram"], "no URAM"),
+        (["--board", "pynq-z2", "--set", "storage=uram"], "no URAM"),
     ],
 )
 def test_bad_options_are_one_line_errors(model_dir, tmp_path, capsys, extra, message):
@@ -248,32 +275,25 @@ def test_not_a_model_folder(tmp_path, capsys):
     assert "manifest.json" in _error(capsys, ["hls", "--model", str(tmp_path), "--out", str(tmp_path / "p")])
 
 
-def test_model_sizes(model_dir):
-    design = Design.for_model(model_dir)
-    assert model_sizes(design.model) == (130, 130)
-    assert design.model.linear_shapes() == PROJS
-    with pytest.raises(UserError, match="lacks"):
-        design.folder.tensor("layers.3.gate_proj.tlmm")
-
-
 def test_config_round_trip_and_validation():
-    config = board_config("kv260", ["tlmm.q=16", "axi_width=256"])
+    config = board_config("kv260", ["tlmm.token_lanes=3", "weight_ports=4", "attention_lanes=16"])
     assert AcceleratorConfig.from_dict(json.loads(config.to_json())) == config
-    assert config.line_words == 9  # 16 x 144 bits = 2304 bits = 9 x 256
-    with pytest.raises(UserError, match="1..64"):
-        apply_overrides(config, ["tlmm.q=65"])
-    assert apply_overrides(config, ["tlmm.t=64", "axi_width=512"]).gear_bits <= AP_INT_MAX_W
-    with pytest.raises(UserError, match="weight_buffer_depth"):
-        apply_overrides(config, ["tlmm.weight_buffer_depth=3"])
-    with pytest.raises(UserError, match="only 3"):
-        apply_overrides(config, ["tlmm.g=2"])
-    with pytest.raises(UserError, match="tellme_top, tellme_tlmm_top"):
+    assert config.chunk == 32  # eight fp16 a port a cycle
+    with pytest.raises(UserError, match="1..4"):
+        apply_overrides(config, ["tlmm.token_lanes=5"])
+    with pytest.raises(UserError, match="tile_words"):
+        apply_overrides(config, ["tlmm.tile_words=3"])
+    with pytest.raises(UserError, match="tellme_top"):
         apply_overrides(config, ["top=1top"])
+    with pytest.raises(UserError, match="cannot hold one row"):
+        Design.for_shape(ModelConfig(vocab_size=64, hidden_size=8000, intermediate_size=64, num_hidden_layers=1,
+                                     num_attention_heads=4), "kv260", ["tlmm.tile_words=64"])
 
 
 def test_converted_model(bitlinear_model, tmp_path, cache):
     """A folder written by `tellme convert` (not a hand-made fixture) drives the generator."""
     out = tmp_path / "p"
     assert main(["hls", "--model", str(bitlinear_model.model_dir), "--out", str(out)]) == 0
-    result = run_testbench(out, cache_dir=cache)
-    assert result.returncode == 0, result.stdout + result.stderr
+    for which in ("tlmm", "decoder"):
+        result = run_testbench(out, which, cache_dir=cache)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -134,8 +134,10 @@ void read_layer_params(word_stream &io, float normw[5][M::norm_dim], float scale
     read_floats<M, 5, M::norm_dim>(io, M::hidden_pad / F, normw, NORM_POST, 0);
     read_floats<M, 5, M::norm_dim>(io, M::q_size_pad / F, normw, NORM_ATTN_SUB, 0);
     read_floats<M, 5, M::norm_dim>(io, M::intermediate_pad / F, normw, NORM_FFN_SUB, 0);
-SCALES:
+READ_SCALES:
     for (unsigned i = 0; i < 2; i++) {
+#pragma HLS PIPELINE II = 1
+        TELLME_COUNT("read_scales");
         const word_t w = io.read();
         const uint64_t lo = word_lo(w), hi = word_hi(w);
         for (unsigned k = 0; k < FLOATS_PER_WORD; k++) scales[F * i + k] = word_float(lo, hi, k);

@@ -5,7 +5,8 @@
 //
 // Per block of b tokens at positions first .. first+b-1 (io = the params / hidden port):
 //   io       the block's embeddings, then its RoPE cos and sin half rows
-//   layer l  io: the layer's params; stripes: qkv; stripes: the K/V blocks below `first`;
+//   layer l  io: the layer's params; stripes: qkv; stripes: the K/V rows below `first` (the whole
+//            blocks in one burst, then the last block's K rows and V rows);
 //            stripes: o, gate/up, down
 //   io       the final norm's weight
 //   stripes  the int8 LM head, when the block ends the call and the design has the head on the PL
@@ -49,7 +50,7 @@ void read_kv(const word_t *k0, const word_t *k1, const word_t *k2, const word_t 
              const word_t *k5, const word_t *k6, const word_t *k7, unsigned offset, unsigned count,
              word_stream stripes[M::ports]) {
     const unsigned S = M::kv_stripe_words;
-    const unsigned max_count = M::kv_block * M::kv_row_words;
+    const unsigned max_count = M::kv_layer_words;
     (void)max_count;
 READ_KV:
     for (unsigned i = 0; i < count; i++) {
@@ -92,22 +93,21 @@ void prefetch(const word_t *w0, const word_t *w1, const word_t *w2, const word_t
     read_io<M>(hidden_in, row * (M::hidden_pad / F), b * (M::hidden_pad / F), io);
     read_io<M>(params, (M::p_rope_cos + first * M::rope_half_pad) / F, b * (M::rope_half_pad / F), io);
     read_io<M>(params, (M::p_rope_sin + first * M::rope_half_pad) / F, b * (M::rope_half_pad / F), io);
-    const unsigned max_layers = M::layers, max_kv_blocks = (M::max_context + M::kv_block - 1) / M::kv_block;
-    (void)max_layers;
-    (void)max_kv_blocks;
 PREFETCH_LAYERS:
     for (unsigned l = 0; l < M::layers; l++) {
         read_io<M>(params, l * (M::p_layer_stride / F), M::p_layer_stride / F, io);
         const unsigned layer = l * M::layer_words;
         read_stripes<M>(w0, w1, w2, w3, w4, w5, w6, w7, layer + M::qkv_offset, M::qkv_rows * M::qkv_wpr, stripes);
-    PREFETCH_KV_BLOCKS:
-        for (unsigned start = 0; start < first; start += M::kv_block) {
-#pragma HLS LOOP_TRIPCOUNT max = max_kv_blocks
-            const unsigned rows = first - start < M::kv_block ? first - start : unsigned(M::kv_block);
-            const unsigned block = l * M::kv_layer_words + (start / M::kv_block) * 2 * M::kv_block * M::kv_row_words;
-            read_kv<M>(k0, k1, k2, k3, k4, k5, k6, k7, block, rows * M::kv_row_words, stripes);
-            read_kv<M>(k0, k1, k2, k3, k4, k5, k6, k7, block + M::kv_block * M::kv_row_words,
-                       rows * M::kv_row_words, stripes);
+        // the cache below `first`: whole blocks of R positions (R K rows, R V rows) in one burst, then
+        // the K and V rows of the last, partial block
+        const unsigned whole = first / M::kv_block, rest = first % M::kv_block;
+        const unsigned cache = l * M::kv_layer_words, block_words = 2 * M::kv_block * M::kv_row_words;
+        if (whole) read_kv<M>(k0, k1, k2, k3, k4, k5, k6, k7, cache, whole * block_words, stripes);
+        if (rest) {
+            read_kv<M>(k0, k1, k2, k3, k4, k5, k6, k7, cache + whole * block_words, rest * M::kv_row_words,
+                       stripes);
+            read_kv<M>(k0, k1, k2, k3, k4, k5, k6, k7, cache + whole * block_words + M::kv_block * M::kv_row_words,
+                       rest * M::kv_row_words, stripes);
         }
         read_stripes<M>(w0, w1, w2, w3, w4, w5, w6, w7, layer + M::o_offset, M::o_rows * M::o_wpr, stripes);
         read_stripes<M>(w0, w1, w2, w3, w4, w5, w6, w7, layer + M::gateup_offset, M::gateup_rows * M::gateup_wpr,

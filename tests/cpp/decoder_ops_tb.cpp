@@ -1,6 +1,7 @@
 // Test driver for the decoder's element-wise and attention kernels: `decoder_ops_tb OP IN OUT`.
 // IN holds an int32 header then the operands (float32 or uint16), as written by
-// tests/test_decoder_kernels.py; OUT receives the results. Built with g++ and the sanitizers.
+// tests/test_decoder_kernels.py; OUT receives the results. Built with g++ -Wall -Wextra -Werror and the
+// sanitizers, against hls4ml's ap_types.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,22 +12,24 @@
 #include "elementwise.h"
 #include "fp16.h"
 
-#ifndef TB_HEAD_DIM
-#define TB_HEAD_DIM 30
-#endif
 static const unsigned HD = TB_HEAD_DIM;
+static const unsigned DIM = 4140;  // a multiple of the 15 lanes (and of 60)
+static const unsigned GROUPS = DIM / 3;
 
-struct ew_config : tellme::elementwise_defaults {
-    static const unsigned max_dim = 4096;
-    static const unsigned head_dim = HD;
-};
+struct ew_config : tellme::elementwise_defaults {};
 struct att_config : tellme::attention_defaults {
+    static const unsigned ports = 6;
+    static const unsigned chunk = 48;
+    static const unsigned lanes = 12;
     static const unsigned head_dim = HD;
-    static const unsigned max_heads = 16;
-    static const unsigned max_kv_heads = 16;
-    static const unsigned pes = 3;  // prefill: three query PEs share the K/V stream
+    static const unsigned head_dim_pad = (HD + 47) / 48 * 48;
+    static const unsigned heads = 4;
+    static const unsigned kv_heads = 2;
+    static const unsigned kv_block = 16;
+    static const unsigned max_block = 16;
+    static const unsigned max_context = 256;
 };
-static const unsigned MAX_DIM = ew_config::max_dim;
+typedef tellme::attention_arrays<att_config> AA;
 
 struct Reader {
     FILE *f;
@@ -42,6 +45,15 @@ struct Reader {
 };
 
 template <class T> static void put(FILE *f, const T *data, size_t n) { fwrite(data, sizeof(T), n, f); }
+
+static float x2[1][DIM], w2[1][DIM], y2[1][DIM];
+static int8_t xq[1][GROUPS][3];
+static AA::q_t q;
+static AA::kvcur_t kcur, vcur;
+static AA::kvbuf_t kvbuf;
+static float att_m[att_config::max_block][att_config::heads], att_l[att_config::max_block][att_config::heads];
+static float att_acc[att_config::max_block][AA::q_pad];
+static float att_out[att_config::max_block][att_config::heads * HD];
 
 int main(int argc, char **argv) {
     if (argc != 4) {
@@ -64,52 +76,54 @@ int main(int argc, char **argv) {
         std::vector<float> y(n);
         for (unsigned i = 0; i < n; i++) y[i] = tellme::half_to_float(x[i]);
         put(out, y.data(), n);
-    } else if (!strcmp(op, "rmsnorm_quant")) {  // n rows of dim
+    } else if (!strcmp(op, "exp")) {
+        std::vector<float> x = r.take<float>(n), y(n);
+        for (unsigned i = 0; i < n; i++) y[i] = tellme::exp_poly(x[i]);
+        put(out, y.data(), n);
+    } else if (!strcmp(op, "activate")) {  // n values, then the activation
+        const int act = r.scalar();
+        std::vector<float> x = r.take<float>(n), y(n);
+        for (unsigned i = 0; i < n; i++) y[i] = tellme::activate(x[i], act);
+        put(out, y.data(), n);
+    } else if (!strcmp(op, "norm_quant")) {  // n rows of dim: normalised values, int8 groups, s_x
         const unsigned dim = (unsigned)r.scalar();
         const float eps = r.take<float>(1)[0];
         std::vector<float> w = r.take<float>(dim);
+        for (unsigned i = 0; i < dim; i++) w2[0][i] = w[i];
+        const unsigned groups = (dim + 2) / 3;
         for (unsigned row = 0; row < n; row++) {
-            std::vector<float> x = r.take<float>(dim), y(MAX_DIM);
-            std::vector<int8_t> yq(MAX_DIM);
-            float scale = 0.0f;
-            tellme::rmsnorm_quant<ew_config>(x.data(), w.data(), eps, dim, y.data(), yq.data(), scale);
-            put(out, y.data(), dim);
-            put(out, yq.data(), dim);
+            std::vector<float> x = r.take<float>(dim);
+            for (unsigned i = 0; i < dim; i++) x2[0][i] = x[i];
+            const float scale = tellme::norm_quant<ew_config, 1, DIM, 1, DIM, 1, GROUPS>(x2, 0, 0, w2, 0, eps, dim,
+                                                                                     groups, y2, xq, 0);
+            put(out, &y2[0][0], dim);
+            std::vector<int8_t> flat(dim);
+            for (unsigned i = 0; i < dim; i++) flat[i] = xq[0][i / 3][i % 3];
+            put(out, flat.data(), dim);
             put(out, &scale, 1);
         }
-    } else if (!strcmp(op, "gate_up")) {
-        const int act = r.scalar();
-        std::vector<float> g = r.take<float>(n), u = r.take<float>(n), m(n);
-        tellme::gate_up<ew_config>(g.data(), u.data(), act, n, m.data());
-        put(out, m.data(), n);
-    } else if (!strcmp(op, "rope")) {  // n heads
-        std::vector<float> x = r.take<float>(n * HD);
-        std::vector<float> c = r.take<float>(HD), s = r.take<float>(HD);
-        tellme::rope<ew_config>(x.data(), n, c.data(), s.data());
-        put(out, x.data(), n * HD);
-    } else if (!strcmp(op, "attention")) {  // n = length; then heads, kv_heads; q, k, v (float)
-        const unsigned heads = (unsigned)r.scalar(), kv_heads = (unsigned)r.scalar();
-        std::vector<float> q = r.take<float>(heads * HD);
-        std::vector<float> k = r.take<float>(n * kv_heads * HD), v = r.take<float>(n * kv_heads * HD);
-        std::vector<uint16_t> kc(n * kv_heads * HD), vc(n * kv_heads * HD);
-        for (unsigned t = 0; t < n; t++)
-            tellme::kv_append<att_config>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t,
-                                        kc.data(), vc.data());
-        std::vector<float> o(heads * HD);
-        tellme::decode_attention<att_config>(q.data(), heads, kv_heads, n, kc.data(), vc.data(), o.data());
-        put(out, kc.data(), kc.size());
-        put(out, o.data(), o.size());
-    } else if (!strcmp(op, "attention_block")) {  // n = cache length; heads, kv_heads, b queries at n - b
-        const unsigned heads = (unsigned)r.scalar(), kv_heads = (unsigned)r.scalar(), b = (unsigned)r.scalar();
-        std::vector<float> q = r.take<float>(b * heads * HD);
-        std::vector<float> k = r.take<float>(n * kv_heads * HD), v = r.take<float>(n * kv_heads * HD);
-        std::vector<uint16_t> kc(n * kv_heads * HD), vc(n * kv_heads * HD);
-        for (unsigned t = 0; t < n; t++)
-            tellme::kv_append<att_config>(&k[t * kv_heads * HD], &v[t * kv_heads * HD], kv_heads, t, kc.data(), vc.data());
-        std::vector<float> o(b * heads * HD);
-        tellme::attention_block<att_config>(q.data(), heads * HD, b, n - b, heads, kv_heads, kc.data(),
-                                                  vc.data(), o.data(), heads * HD);
-        put(out, o.data(), o.size());
+    } else if (!strcmp(op, "attention")) {  // n = positions; a query at position n - 1 over all of them
+        std::vector<float> qv = r.take<float>(att_config::heads * HD);
+        std::vector<uint16_t> k = r.take<uint16_t>(size_t(n) * att_config::kv_heads * HD);
+        std::vector<uint16_t> v = r.take<uint16_t>(size_t(n) * att_config::kv_heads * HD);
+        for (unsigned h = 0; h < att_config::heads; h++)
+            for (unsigned d = 0; d < HD; d++) q[0][h * att_config::head_dim_pad + d] = qv[h * HD + d];
+        tellme::word_stream stripes[att_config::ports];
+        tellme::attention_init<att_config>(1, att_m, att_l, att_acc);
+        for (unsigned begin = 0; begin < n; begin += att_config::kv_block) {
+            const unsigned rows = n - begin < att_config::kv_block ? n - begin : att_config::kv_block;
+            for (unsigned t = 0; t < rows; t++)
+                for (unsigned h = 0; h < att_config::kv_heads; h++)
+                    for (unsigned d = 0; d < HD; d++) {
+                        const size_t src = (size_t(begin + t) * att_config::kv_heads + h) * HD + d;
+                        kcur[t][h * att_config::head_dim_pad + d] = k[src];
+                        vcur[t][h * att_config::head_dim_pad + d] = v[src];
+                    }
+            tellme::attend_block<att_config>(tellme::KV_ONCHIP, stripes, kvbuf, kcur, vcur, 0, rows, 0, q, 0, att_m,
+                                             att_l, att_acc);
+        }
+        tellme::attention_output<att_config, att_config::heads * HD>(0, att_l, att_acc, att_out, 0);
+        put(out, &att_out[0][0], att_config::heads * HD);
     } else {
         fprintf(stderr, "unknown op %s\n", op);
         return 2;
