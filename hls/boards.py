@@ -82,6 +82,7 @@ class Board:
     ps: ProcessingSystem
     resources: Resources
     ddr_bytes: int
+    ddr_peak_bytes_s: float  # the DDR's peak transfer rate: bus width x transfers per second
     cma_bytes: int  # contiguous memory of the board's default boot: every buffer the PL reads comes from it
     host_reserved_bytes: int  # assumption: DDR kept by Linux, PYNQ and Jupyter, never ours
     preset: dict  # AcceleratorConfig fields beyond board, part and clock
@@ -172,6 +173,7 @@ BOARDS: dict[str, Board] = {
             ps=ZYNQ_MPSOC,
             resources=Resources("XCK26", 117_120, 234_240, 144, 64, 1_248, 57_600),
             ddr_bytes=4 * GIB,
+            ddr_peak_bytes_s=19.2e9,  # DDR4-2400, 64 bits (DS987)
             cma_bytes=900 * MIB,  # Kria starter-kit boot arguments: cma=900M
             host_reserved_bytes=1 * GIB,
             clock_mhz=250.0,
@@ -188,6 +190,7 @@ BOARDS: dict[str, Board] = {
             ps=ZYNQ_MPSOC,
             resources=Resources("XCZU7EV", 230_400, 460_800, 312, 96, 1_728, 101_760),
             ddr_bytes=2 * GIB,
+            ddr_peak_bytes_s=19.2e9,  # PS DDR4 at the board preset's 2400 MT/s, 64 bits (UG1267)
             cma_bytes=512 * MIB,  # PYNQ image device tree
             host_reserved_bytes=512 * MIB,
             clock_mhz=250.0,
@@ -204,6 +207,7 @@ BOARDS: dict[str, Board] = {
             ps=ZYNQ_7000,
             resources=Resources("XC7Z020", 53_200, 106_400, 140, 0, 220, 17_400),
             ddr_bytes=512 * MIB,
+            ddr_peak_bytes_s=2.1e9,  # DDR3-1050, 16 bits
             cma_bytes=128 * MIB,  # PYNQ image device tree
             host_reserved_bytes=192 * MIB,
             clock_mhz=100.0,
