@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from tellme.models.errors import UserError
+from tellme.models.interrupts import signal_policy
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
@@ -111,15 +112,26 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit codes: 0 done, 1 done with a warning that matters (e.g. timing not met), 2 a mistake in the
+    input (one line `tellme: error: ...`), 128 + N interrupted by signal N (130 SIGINT, 143 SIGTERM)."""
+    with signal_policy():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
+        args = build_parser().parse_args(argv)
         return int(_resolve(HANDLERS[args.command])(args) or 0)
     except UserError as exc:
         print(f"tellme: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("tellme: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (tellme.models.interrupts): temporaries are gone
+        print(f"tellme: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    except MemoryError:
+        print("tellme: error: out of memory: use a smaller model or context, or a machine with more memory",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     except ModuleNotFoundError as exc:
         extra = {"jinja2": "hls", "hls4ml": "hls", "tensorflow": "train", "keras": "train"}.get(
             (exc.name or "").split(".")[0]
