@@ -18,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +27,8 @@ from typing import TYPE_CHECKING
 from tellme.host.design_manifest import MANIFEST, is_design_folder, new_manifest, write_manifest
 from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
+from tellme.models.interrupts import child_group
+from tellme.models.output_path import check_output
 
 from .bd import Interfaces, block_design, parse_interfaces
 from .config import AcceleratorConfig
@@ -32,6 +36,8 @@ from .reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_
 
 if TYPE_CHECKING:
     from .design import Design
+    from .fit import FitEstimate
+    from .perf import SpeedEstimate
 
 HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
 TOOLS = ("vitis_hls", "vivado")
@@ -144,7 +150,7 @@ def run_tool(tool: str, argv: list[str], cwd: Path, env: dict[str, str], log_pat
     print(f"running {tool} in {cwd} (log: {log_path})", file=sys.stderr, flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     first_error = ours = last = ""
-    with open(log_path, "w") as log, subprocess.Popen(
+    with open(log_path, "w") as log, child_group(  # interrupted, the tool and its children are stopped
         argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace",
     ) as proc:
@@ -191,7 +197,33 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
         out = Path("bitstreams") / config.board / name
     else:
         name = sanitize(out.resolve().name)
+    check_output(out, folder=True, inputs=[design.folder.path], what=f"--out {out}")
     _replaceable(out, force)
+    with _removed_unless_written(out):
+        return _write_and_run(design, out, name, fit, speed, dry_run)
+
+
+@contextmanager
+def _removed_unless_written(out: Path) -> Iterator[None]:
+    """If the run fails before the design's manifest is written, the folders it created are removed
+    again: a refused or broken run leaves nothing behind. Once the manifest is there the folder stays,
+    logs and all (a failed tool run is worth reading)."""
+    created = out
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    fresh = not created.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and not (out / MANIFEST).is_file():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _write_and_run(design: Design, out: Path, name: str, fit: FitEstimate, speed: SpeedEstimate,
+                   dry_run: bool) -> int:
+    """The HLS project, the block design script and the manifest; then, unless dry_run, the tools."""
+    config = design.config
     out.mkdir(parents=True, exist_ok=True)
 
     design.write_project(out / "hls", force=True)  # exactly what `tellme hls` writes
@@ -234,6 +266,20 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
     return _run_build(out, name, project, manifest, commands)
 
 
+def built_summary(out: Path, name: str, hls: dict, utilization: dict, timing: dict) -> str:
+    """The line printed after a build; a figure the reports leave out (N/A) reads n/a."""
+    used, avail = utilization["used"], utilization["available"]
+    parts = [f"{k.upper()} {_figure(used[k])}/{_figure(avail.get(k))}" for k in ("lut", "ff", "bram", "uram", "dsp")
+             if k in used]
+    worst = hls["latency_cycles"]["worst"]
+    return (f"built {out / (name + '.bit')} and {name}.hwh: {', '.join(parts)}; WNS {_figure(timing['wns_ns'])} ns; "
+            f"HLS worst-case latency {worst if worst is not None else 'undefined'} cycles")
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
 def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, commands: list) -> int:
     logs = out / "logs"
     (tool, argv, cwd, env) = commands[0]
@@ -251,26 +297,18 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         timing = parse_timing_summary(reports["timing_summary"])
     except ReportError as exc:
         raise BuildError(str(exc)) from None
+    summary = built_summary(out, name, hls, utilization, timing)  # what can fail, before anything says built
 
     for ext, src in outputs.items():
-        dst = out / f"{name}.{ext}"
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        write_atomic(out / f"{name}.{ext}", src.read_bytes())
     manifest.update(
         built=True,
         tools={"vitis_hls": hls.pop("tool"), "vivado": utilization.pop("tool") or timing.get("tool")},
         hls=hls,
         vivado={"utilization": utilization, "timing": {k: v for k, v in timing.items() if k != "tool"}},
     )
-    write_manifest(out, manifest)
-
-    used, avail = utilization["used"], utilization["available"]
-    parts = [f"{k.upper()} {used[k]:g}/{avail.get(k) or 0:g}" for k in ("lut", "ff", "bram", "uram", "dsp")
-             if k in used]
-    worst = hls["latency_cycles"]["worst"]
-    print(f"built {out / (name + '.bit')} and {name}.hwh: {', '.join(parts)}; WNS {timing['wns_ns']:g} ns; "
-          f"HLS worst-case latency {worst if worst is not None else 'undefined'} cycles")
+    write_manifest(out, manifest)  # the last write: built=true only once everything else is in place
+    print(summary)
     if not timing["met"]:
         print(
             f"tellme: warning: timing not met (WNS {timing['wns_ns']:g} ns, WHS {timing['whs_ns']} ns): the "
