@@ -23,6 +23,8 @@ def check_output(path: Path | str, *, folder: bool = False, inputs: Iterable[Pat
     path = Path(path)
     name = what or str(path)
     target = path.resolve()  # follows links: a link to /dev/full is a device
+    if not folder and target.is_dir():
+        raise UserError(f"{name} is a folder: give a file name")
     for source in inputs:
         source = Path(source).resolve()
         if target == source or source in target.parents or target in source.parents:
@@ -39,9 +41,8 @@ def check_output(path: Path | str, *, folder: bool = False, inputs: Iterable[Pat
 
 
 def _check_kind(target: Path, folder: bool, name: str) -> None:
+    """An existing target: a folder where one is wanted, or a regular file (never a device)."""
     if target.is_dir():
-        if not folder:
-            raise UserError(f"{name} is a folder: give a file name")
         return
     if not target.is_file():
         raise UserError(f"{name} is a device or special file, not a regular file: choose another path")
