@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -23,6 +25,7 @@ HANDLERS: dict[str, str] = {
 KV_CACHES = ("float16", "float32")
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE
 
 
 def _add_model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -113,7 +116,8 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 done with a warning that matters (e.g. timing not met), 2 a mistake in the
-    input (one line `tellme: error: ...`), 128 + N interrupted by signal N (130 SIGINT, 143 SIGTERM)."""
+    input (one line `tellme: error: ...`), 128 + N interrupted by signal N (130 SIGINT, 143 SIGTERM), 141
+    when the reader of stdout went away."""
     with signal_policy():
         return _main(argv)
 
@@ -128,6 +132,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (tellme.models.interrupts): temporaries are gone
         print(f"tellme: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
+    except BrokenPipeError:  # the reader went away (`tellme run ... | head`): stop quietly, as `yes | head` does
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except MemoryError:
         print("tellme: error: out of memory: use a smaller model or context, or a machine with more memory",
               file=sys.stderr)
@@ -143,6 +150,15 @@ def _main(argv: Sequence[str] | None) -> int:
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 if __name__ == "__main__":

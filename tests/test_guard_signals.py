@@ -160,3 +160,12 @@ def test_an_interrupt_waits_for_a_step_that_must_not_be_cut():
             steps.append("second rename")
     assert steps == ["second rename"] and raised.value.exit_code == 143
     assert signal.getsignal(signal.SIGTERM) is previous  # the policy gave the previous handler back
+
+
+def test_a_reader_that_goes_away_ends_tellme_quietly(models):
+    """`tellme run ... | head -c 5`: exit 141 as for SIGPIPE, and no traceback."""
+    proc = start([*CLI, "run", "--model", models[1], "--prompt", "And the", "--max-new-tokens", "100"])
+    assert proc.stdout.read(5) == b"And t"
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err
