@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,9 +101,3 @@ def process_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def tellme_process(*argv: object, env: dict | None = None, **options) -> subprocess.Popen:
-    """`tellme ARGV` as its own process (for signals and real crashes)."""
-    return subprocess.Popen([*CLI, *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})}, **options)
