@@ -20,6 +20,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +39,8 @@ from tellme.host.design_manifest import (
 from tellme.host.top_interface import TopInterface
 from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
+from tellme.models.interrupts import child_group
+from tellme.models.output_path import check_output
 
 from .bd import Interfaces, block_design, parse_interfaces
 from .config import AcceleratorConfig
@@ -46,6 +50,8 @@ from .xilinx_tools import HLS_KINDS, HlsTool, check_tools, find_hls, find_vivado
 
 if TYPE_CHECKING:
     from .design import Design
+    from .fit import FitEstimate
+    from .perf import SpeedEstimate
 
 HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
 OUTPUTS = ("bit", "hwh", "xsa")  # what build_bd.tcl leaves in vivado/out/ and the build copies up
@@ -176,7 +182,7 @@ def run_tool(tool: str, argv: list[str], cwd: Path, env: dict[str, str], log_pat
     print(f"running {tool} in {cwd} (log: {log_path})", file=sys.stderr, flush=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     first_error = ours = last = ""
-    with open(log_path, "w") as log, subprocess.Popen(
+    with open(log_path, "w") as log, child_group(  # interrupted, the tool and its children are stopped
         argv, cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, errors="replace",
     ) as proc:
@@ -223,7 +229,33 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
         out = Path("bitstreams") / config.board / name
     else:
         name = sanitize(out.resolve().name)
+    check_output(out, folder=True, inputs=[design.folder.path], what=f"--out {out}")
     _replaceable(out, force)
+    with _removed_unless_written(out):
+        return _write_and_run(design, out, name, fit, speed, dry_run)
+
+
+@contextmanager
+def _removed_unless_written(out: Path) -> Iterator[None]:
+    """If the run fails before the design's manifest is written, the folders it created are removed
+    again: a refused or broken run leaves nothing behind. Once the manifest is there the folder stays,
+    logs and all (a failed tool run is worth reading)."""
+    created = out
+    while not created.parent.exists() and created.parent != created:
+        created = created.parent
+    fresh = not created.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and not (out / MANIFEST).is_file():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _write_and_run(design: Design, out: Path, name: str, fit: FitEstimate, speed: SpeedEstimate,
+                   dry_run: bool) -> int:
+    """The HLS project, the block design script and the manifest; then, unless dry_run, the tools."""
+    config = design.config
     out.mkdir(parents=True, exist_ok=True)
 
     design.write_project(out / "hls", force=True)  # exactly what `tellme hls` writes
@@ -280,6 +312,21 @@ def _header_registers(project: HlsProject, interface: TopInterface) -> dict[str,
     return registers
 
 
+def built_summary(out: Path, name: str, hls: dict, utilization: dict, timing: dict) -> str:
+    """The line printed after a build; a figure the reports leave out (N/A) reads n/a."""
+    used, avail = utilization["used"], utilization["available"]
+    parts = [f"{k.upper()} {_figure(used[k])}/{_figure(avail.get(k))}" for k in ("lut", "ff", "bram", "uram", "dsp")
+             if k in used]
+    worst = hls["latency_cycles"]["worst"]
+    latency = worst if worst is not None else "undefined"
+    return (f"built {out / (name + '.bit')}, {name}.hwh and {name}.xsa: {', '.join(parts)}; "
+            f"WNS {_figure(timing['wns_ns'])} ns; HLS worst-case latency {latency} cycles")
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
 def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, commands: list) -> int:
     logs = out / "logs"
     (tool, argv, cwd, env) = commands[0]
@@ -303,12 +350,10 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         check_hwh_registers(outputs["hwh"], manifest["ports"]["ip"], interface, registers)
     except UserError as exc:
         raise BuildError(f"{exc} (log: {logs / (tool + '.log')})") from None
+    summary = built_summary(out, name, hls, utilization, timing)  # what can fail, before anything says built
 
     for ext, src in outputs.items():
-        dst = out / f"{name}.{ext}"
-        tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        write_atomic(out / f"{name}.{ext}", src.read_bytes())
     manifest.update(
         built=True,
         registers=registers,
@@ -316,14 +361,8 @@ def _run_build(out: Path, name: str, project: HlsProject, manifest: dict, comman
         hls=hls,
         vivado={"utilization": utilization, "timing": {k: v for k, v in timing.items() if k != "tool"}},
     )
-    write_manifest(out, manifest)
-
-    used, avail = utilization["used"], utilization["available"]
-    parts = [f"{k.upper()} {used[k]:g}/{avail.get(k) or 0:g}" for k in ("lut", "ff", "bram", "uram", "dsp")
-             if k in used]
-    worst = hls["latency_cycles"]["worst"]
-    print(f"built {out / (name + '.bit')}, {name}.hwh and {name}.xsa: {', '.join(parts)}; WNS {timing['wns_ns']:g} ns; "
-          f"HLS worst-case latency {worst if worst is not None else 'undefined'} cycles")
+    write_manifest(out, manifest)  # the last write: built=true only once everything else is in place
+    print(summary)
     if not timing["met"]:
         print(
             f"tellme: warning: timing not met (WNS {timing['wns_ns']:g} ns, WHS {timing['whs_ns']} ns): the "

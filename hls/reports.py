@@ -8,6 +8,7 @@ format shows up as a clear failure and not as nulls in a manifest."""
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -39,13 +40,16 @@ def _read(path: Path) -> str:
 
 
 def _number(text: str | None) -> float | None:
-    """A report number; None for Vitis HLS's "undef" (loops without a trip count) or Vivado's "NA"."""
+    """A report number; None for Vitis HLS's "undef" (loops without a trip count), Vivado's "NA" / "N/A",
+    and anything not finite ("nan", "inf"): a manifest holds JSON numbers or null, never NaN."""
     if text is None:
         return None
     text = text.strip().replace(",", "")
     try:
         value = float(text)
     except ValueError:
+        return None
+    if not math.isfinite(value):
         return None
     return int(value) if value.is_integer() and "." not in text else value
 
@@ -134,6 +138,10 @@ def parse_utilization(path: Path) -> dict:
     if not {"lut", "ff", "bram", "dsp"} <= used.keys():
         missing = sorted({"lut", "ff", "bram", "dsp"} - used.keys())
         raise ReportError(f"{path}: no {', '.join(missing)} row in a Site Type table: not a report_utilization file")
+    unread = [key for key in ("lut", "ff", "bram", "dsp") if used[key] is None]
+    if unread:
+        raise ReportError(f"{path}: the {unread[0].upper()} row's Used is not a number: the report is incomplete "
+                          "(read it, then rebuild)")
     return {"tool": _header(text, _TOOL_VERSION), "device": _header(text, _DEVICE),
             "used": used, "available": available}
 
@@ -159,7 +167,8 @@ def parse_timing_summary(path: Path) -> dict:
     row = dict(zip(names, values, strict=True))
     figures = {key: _number(row.get(name)) for name, key in TIMING_KEYS.items()}
     if figures["wns_ns"] is None:
-        raise ReportError(f"{path}: WNS is {row.get('WNS(ns)')!r}: the design has no timing constraints")
+        raise ReportError(f"{path}: WNS is {row.get('WNS(ns)')!r}, not a number: the design has no timing "
+                          "constraints or the report is incomplete")
     met = "All user specified timing constraints are met" in text
     if not met and "Timing constraints are not met" not in text:
         met = figures["wns_ns"] >= 0 and (figures["whs_ns"] is None or figures["whs_ns"] >= 0)

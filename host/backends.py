@@ -100,13 +100,14 @@ class Backend:
         self.close()
 
 
-def open_backend(name: str, model_dir: Path, bitstream: Path | str | None = None, board: str | None = None,
-                 **device_options) -> Backend:
-    """The model folder on the named device. A design folder (--bitstream) is checked against the model;
-    the board needs it built, csim simulates its parameters even from a dry run."""
+def open_backend(name: str, model_dir: Path | ModelFolder, bitstream: Path | str | None = None,
+                 board: str | None = None, **device_options) -> Backend:
+    """The model folder (a path, or one already opened) on the named device. A design folder (--bitstream)
+    is checked against the model; the board needs it built, csim simulates its parameters even from a dry
+    run."""
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(BACKENDS)}")
-    folder = open_model_folder(model_dir)
+    folder = model_dir if isinstance(model_dir, ModelFolder) else open_model_folder(model_dir)
     design = None
     if bitstream is not None:
         from .design_manifest import open_design

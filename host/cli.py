@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from tellme.models.errors import UserError
+from tellme.models.interrupts import signal_policy
 
 # subcommand -> "module:function"; the function takes the parsed args and returns an exit code
 HANDLERS: dict[str, str] = {
@@ -24,6 +27,7 @@ HANDLERS: dict[str, str] = {
 KV_CACHES = ("float16", "float32")
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # as if killed by SIGPIPE
 
 
 def _add_model_arg(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -126,15 +130,30 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Exit codes: 0 done, 1 done with a warning that matters (e.g. timing not met), 2 a mistake in the
+    input (one line `tellme: error: ...`), 128 + N interrupted by signal N (130 SIGINT, 143 SIGTERM), 141
+    when the reader of stdout went away."""
+    with signal_policy():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
+        args = build_parser().parse_args(argv)
         return int(_resolve(HANDLERS[args.command])(args) or 0)
     except UserError as exc:
         print(f"tellme: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("tellme: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (tellme.models.interrupts): temporaries are gone
+        print(f"tellme: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)
+    except BrokenPipeError:  # the reader went away (`tellme run ... | head`): stop quietly, as `yes | head` does
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        print("tellme: error: out of memory: use a smaller model or context, or a machine with more memory",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
     except ModuleNotFoundError as exc:
         extra = {"jinja2": "hls", "hls4ml": "hls", "tensorflow": "train", "keras": "train"}.get(
             (exc.name or "").split(".")[0]
@@ -146,6 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def new_manifest(*, design: str, board: str, part: str, board_part: str, clock_m
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """<folder>/manifest.json, atomically."""
-    write_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    """<folder>/manifest.json, atomically; never NaN or Infinity (not JSON: ValueError instead)."""
+    write_atomic(Path(folder) / MANIFEST, json.dumps(manifest, indent=2, allow_nan=False) + "\n")
 
 
 def is_design_folder(path: Path) -> bool:

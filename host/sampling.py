@@ -24,6 +24,8 @@ class SamplingParams:
             raise UserError(f"--top-k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise UserError(f"--top-p must lie in (0, 1], got {self.top_p}")
+        if self.seed is not None and self.seed < 0:
+            raise UserError(f"--seed must be >= 0, got {self.seed}")
 
 
 class Sampler:

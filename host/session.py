@@ -7,13 +7,16 @@ the board notebook and tests, on the numpy reference, the C simulation or the bo
         print(s.stats.summary())
 
 generate() starts a fresh sequence each call; chat() keeps the KV cache across turns until the context
-is full, then says so (`context_full`, `notice`) and waits for reset(). Ctrl-C during generation frees
-the device (the board's buffers) and propagates.
+is full, then says so (`context_full`, `notice`) and waits for reset(); a message too long for the room
+left is refused and the conversation goes on. One generation at a time: the device holds one KV cache,
+so starting another while a previous generator is still open is refused (exhaust or close() it first).
+Ctrl-C during generation frees the device (the board's buffers) and propagates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 from tellme.models.default_model import resolve_model_dir
@@ -50,6 +53,7 @@ class Session:
         self.context_full = False
         self.notice = ""
         self._pending: list[int] = []  # chat: the last reply's final token, sampled but not yet run
+        self._live: weakref.ref[Generator[str, None, None]] | None = None  # the generator streaming now
         self._closed = False
 
     @property
@@ -84,14 +88,16 @@ class Session:
         if (self.position or self._pending) and ids[:1] == [self.bos_token_id]:
             ids = ids[1:]  # one BOS per conversation
         ids = self._pending + ids
-        if self.position + len(ids) > self.max_context:
-            self._context_is_full()
-            raise ContextFull(self.notice)
+        room = self.max_context - self.position
+        if len(ids) > room:  # refused; the conversation is unchanged and a shorter message still fits
+            raise ContextFull(f"this message needs {len(ids)} positions and {room} of {self.max_context} are "
+                              "left: shorten it or start a new conversation")
         return self._stream(ids, max_new_tokens, sampler, chat=True)
 
     def reset(self) -> None:
         """Forget the conversation: the next turn starts at position 0."""
         self._check_open()
+        self._check_idle()
         self.backend.reset()
         self._pending = []
         self.context_full = False
@@ -100,6 +106,7 @@ class Session:
     def _sampler(self, max_new_tokens: int, temperature: float, top_k: int, top_p: float,
                  seed: int | None) -> Sampler:
         self._check_open()
+        self._check_idle()
         if max_new_tokens < 1:
             raise UserError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
         return Sampler(SamplingParams(temperature, top_k, top_p, seed))
@@ -109,7 +116,9 @@ class Session:
             raise UserError("the prompt is empty: give at least one token")
         stats = self.stats = GenerationStats()
         tokens = generate(self.backend, ids, max_new_tokens, sampler, stats, self.eos_token_id, fill_context=chat)
-        return self._pieces(tokens, stats, chat)
+        pieces = self._pieces(tokens, stats, chat)
+        self._live = weakref.ref(pieces)
+        return pieces
 
     def _pieces(self, tokens: Iterator[int], stats: GenerationStats, chat: bool) -> Iterator[str]:
         decoder = StreamDecoder(self.tokenizer)
@@ -131,6 +140,14 @@ class Session:
     def _context_is_full(self) -> None:
         self.context_full = True
         self.notice = f"the context is full ({self.max_context} positions): reset() starts a new conversation"
+
+    def _check_idle(self) -> None:
+        """Refuse to start while a generator from this session is still open: both would share one KV
+        cache and one position, and each would silently produce wrong text."""
+        live = self._live() if self._live is not None else None
+        if live is not None and live.gi_frame is not None:  # gi_frame is None once finished or closed
+            raise UserError("this session is still streaming a previous reply: exhaust that generator or call "
+                            "its close() before starting another (one generation at a time per Session)")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -9,6 +9,19 @@ from tellme.models.errors import UserError
 REPLACEMENT_CHAR = "\ufffd"
 
 
+def check_utf8(text: str) -> str:
+    """The text itself, if it is text the tokenizer can take. Bytes that are not UTF-8 reach Python as lone
+    surrogates (a command line's argv, stdin read with surrogateescape): refused in one line."""
+    if not isinstance(text, str):
+        raise UserError(f"the prompt must be text, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"the prompt holds bytes that are not UTF-8 (at character {exc.start}): "
+                        "give it as UTF-8 text") from None
+    return text
+
+
 class Tokenizer:
     def __init__(self, path: Path | None):
         if path is None:
@@ -24,7 +37,7 @@ class Tokenizer:
             raise UserError(f"{path} is not a readable tokenizer ({exc})") from None
 
     def encode(self, text: str) -> list[int]:
-        return list(self._tok.encode(text, add_special_tokens=True).ids)
+        return list(self._tok.encode(check_utf8(text), add_special_tokens=True).ids)
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)

@@ -87,7 +87,7 @@ class _Reader:
         if array.dtype.kind != "f":
             raise UserError(f"tensor {name!r} has dtype {array.dtype}, expected a float type")
         self._check_shape(name, array, shape)
-        return np.ascontiguousarray(array, dtype=np.float32)
+        return self._finite(name, np.ascontiguousarray(array, dtype=np.float32))
 
     def linear(self, name: str, shape: tuple[int, int]) -> TernaryLinear:
         kind = self.config.linear_class
@@ -95,7 +95,7 @@ class _Reader:
         out_features, in_features = shape
         if kind == "latent":
             self._check_shape(name, array, shape)
-            wq, s_w = weight_quant(array.astype(np.float32))
+            wq, s_w = weight_quant(self._finite(name, array.astype(np.float32)))
             return TernaryLinear(wq, s_w)
         packed_shape = (out_features // HF_VALUES_PER_BYTE, in_features)
         if array.dtype == np.uint8 and array.shape == packed_shape and out_features % HF_VALUES_PER_BYTE == 0:
@@ -118,6 +118,15 @@ class _Reader:
             raise UserError(f"tensor {scale_name!r} must be one positive number, got {scale[:4]}")
         s_w = scale[0] if kind == "bitlinear" else np.float32(1.0) / scale[0]
         return TernaryLinear(weight, np.float32(s_w))
+
+    @staticmethod
+    def _finite(name: str, array: np.ndarray) -> np.ndarray:
+        """A NaN or infinity in a weight would make every logit NaN at run time: refused here."""
+        if not np.isfinite(array).all():
+            bad = np.argwhere(~np.isfinite(array))[0].tolist()
+            raise UserError(f"tensor {name!r} holds NaN or infinite values (first at {bad}): the checkpoint is "
+                            "damaged; re-download or re-export it")
+        return array
 
     def _get(self, name: str) -> np.ndarray:
         self.used.add(name)

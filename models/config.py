@@ -4,6 +4,8 @@ config.json of either family (transformers `bitnet`, or 1bitLLM's llama-typed `b
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +17,32 @@ MLP_PROJECTIONS = ("gate_proj", "up_proj", "down_proj")
 PROJECTIONS = ATTENTION_PROJECTIONS + MLP_PROJECTIONS  # the ternary linears of a layer, in image order
 LAYER_NORMS = ("input_layernorm", "post_attention_layernorm", "attn_sub_norm", "ffn_sub_norm")
 LINEAR_CLASSES = ("bitlinear", "autobitlinear", "latent")  # "latent": 1bitLLM, quantised at load time
+SOURCE_MODEL_TYPES = ("bitnet", "llama")
 DEFAULT_ROPE_THETA = {"bitnet": 500000.0, "llama": 10000.0}
+MAX_POSITIONS = 1 << 20  # a context beyond this is a mistake, not a model (the KV cache would not fit)
+# integer fields: inclusive bounds, far beyond any published BitNet, that stop absurd allocations
+SIZE_LIMITS = {
+    "vocab_size": (1, 1 << 24),
+    "hidden_size": (1, 1 << 18),
+    "intermediate_size": (1, 1 << 20),
+    "num_hidden_layers": (1, 1024),
+    "num_attention_heads": (1, 1024),
+    "num_key_value_heads": (1, 1024),
+    "head_dim": (2, 4096),
+    "max_position_embeddings": (1, MAX_POSITIONS),
+}
+REAL_LIMITS = {"rms_norm_eps": (0.0, 1.0), "rope_theta": (0.0, math.inf)}  # exclusive bounds
+
+
+class ConfigError(UserError):
+    """A model config value of the wrong type or out of range; the message names the field, and the
+    caller adds where the config came from."""
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -42,30 +69,40 @@ class ModelConfig:
     linear_class: str = "bitlinear"  # how the checkpoint stores its linears (see LINEAR_CLASSES)
 
     def __post_init__(self) -> None:
-        if not self.num_key_value_heads:
-            object.__setattr__(self, "num_key_value_heads", self.num_attention_heads)
-        if not self.head_dim and self.num_attention_heads > 0:
-            object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
-        positive = (
-            "vocab_size hidden_size intermediate_size num_hidden_layers num_attention_heads "
-            "num_key_value_heads head_dim max_position_embeddings"
-        )
-        for name in positive.split():
-            if int(getattr(self, name)) <= 0:
-                raise UserError(f"config.json: {name} must be positive, got {getattr(self, name)}")
-        if self.hidden_act not in ACTIVATIONS:
-            raise UserError(
-                f"config.json: hidden_act {self.hidden_act!r} is not supported (use one of {ACTIVATIONS})"
-            )
+        """Every field is checked for type and range, wherever the config comes from (a checkpoint's
+        config.json, a model folder's manifest, training options), so that a bad value is one line here
+        and never a traceback, a NaN or a huge allocation later. Raises ConfigError."""
+        for name, (low, high) in SIZE_LIMITS.items():
+            value = _integer(name, getattr(self, name))
+            if name == "num_key_value_heads" and value == 0:
+                value = self.num_attention_heads  # MHA (checked above)
+            if name == "head_dim" and value == 0 and self.num_attention_heads > 0:
+                value = self.hidden_size // self.num_attention_heads
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must lie in [{low}, {high}], got {value}")
+            object.__setattr__(self, name, value)
+        for name, (low, high) in REAL_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not low < value < high:
+                raise ConfigError(f"{name} must be a number in ({low:g}, {high:g}), got {value!r}")
+            object.__setattr__(self, name, float(value))
+        for name in ("bos_token_id", "eos_token_id"):
+            value = getattr(self, name)
+            if value is not None and _integer(name, value) < 0:
+                raise ConfigError(f"{name} must be a token id (>= 0) or null, got {value!r}")
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ConfigError(f"tie_word_embeddings must be true or false, got {self.tie_word_embeddings!r}")
+        for name, allowed in (("hidden_act", ACTIVATIONS), ("source_model_type", SOURCE_MODEL_TYPES),
+                              ("linear_class", LINEAR_CLASSES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} {getattr(self, name)!r} is not supported (use one of {allowed})")
         if self.num_attention_heads % self.num_key_value_heads:
-            raise UserError(
-                f"config.json: num_attention_heads={self.num_attention_heads} is not a multiple of "
+            raise ConfigError(
+                f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_key_value_heads}"
             )
         if self.head_dim % 2:
-            raise UserError(f"config.json: head_dim={self.head_dim} must be even for rotary embeddings")
-        if self.linear_class not in LINEAR_CLASSES:
-            raise UserError(f"unknown linear class {self.linear_class!r}")
+            raise ConfigError(f"head_dim={self.head_dim} must be even for rotary embeddings")
 
     @property
     def q_size(self) -> int:
@@ -106,33 +143,54 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: Any, where: str = "model config") -> ModelConfig:
+        """A config as to_dict wrote it (a model folder's manifest); every field is required and checked."""
+        if not isinstance(data, dict):
+            raise UserError(f"{where} is not a JSON object: re-run tellme convert")
         names = {f.name for f in dataclasses.fields(cls)}
         missing = names - data.keys()
         if missing:
-            raise UserError(f"model config lacks {sorted(missing)}: re-run tellme convert")
-        return cls(**{k: data[k] for k in names})
+            raise UserError(f"{where} lacks {sorted(missing)}: re-run tellme convert")
+        try:
+            return cls(**{k: data[k] for k in names})
+        except ConfigError as exc:
+            raise UserError(f"{where}: {exc}: re-run tellme convert") from None
 
 
-def _first_id(value: Any) -> int | None:
+def _first_id(value: Any) -> Any:
     if isinstance(value, list):
-        return int(value[0]) if value else None
-    return None if value is None else int(value)
+        return value[0] if value else None
+    return value
 
 
-def _rope_theta(hf: dict[str, Any], model_type: str) -> float:
-    params = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or {}
+def _hf_integer(value: Any) -> Any:
+    """config.json writers sometimes store an integer as 4096.0 or 1e12: take the integer it names (its
+    range is ModelConfig's business); anything else goes through for ModelConfig to refuse."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _section(hf: dict[str, Any], key: str) -> dict[str, Any]:
+    value = hf.get(key) or {}
+    if not isinstance(value, dict):
+        raise UserError(f"config.json: {key} must be an object, got {value!r}")
+    return value
+
+
+def _rope_theta(hf: dict[str, Any], model_type: str) -> Any:
+    params = _section(hf, "rope_parameters")
+    scaling = _section(hf, "rope_scaling")
     rope_type = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
     if rope_type != "default":
         raise UserError(f"config.json: rope type {rope_type!r} is not supported (only 'default')")
-    return float(params.get("rope_theta") or hf.get("rope_theta") or DEFAULT_ROPE_THETA[model_type])
+    return params.get("rope_theta") or hf.get("rope_theta") or DEFAULT_ROPE_THETA[model_type]
 
 
 def _linear_class(hf: dict[str, Any], model_type: str) -> str:
     if model_type == "llama":
         return "latent"
-    quant = hf.get("quantization_config")
+    quant = _section(hf, "quantization_config")
     if not quant:
         raise UserError(
             "config.json has no quantization_config: a bitnet checkpoint must say its linear_class "
@@ -153,42 +211,41 @@ def _linear_class(hf: dict[str, Any], model_type: str) -> str:
     raise UserError(f"config.json: unknown linear_class {linear_class!r} (bitlinear or autobitlinear)")
 
 
-def config_from_hf(hf: dict[str, Any]) -> ModelConfig:
-    """Read a Hugging Face config.json dict. Unknown families are refused, never guessed."""
+def config_from_hf(hf: Any) -> ModelConfig:
+    """Read a Hugging Face config.json dict. Unknown families are refused, never guessed; values are not
+    coerced (a string where a number belongs is refused by ModelConfig)."""
+    if not isinstance(hf, dict):
+        raise UserError(f"config.json is a JSON {type(hf).__name__}, not an object: is it a Hugging Face config?")
     model_type = hf.get("model_type")
-    if model_type not in ("bitnet", "llama"):
+    if model_type not in SOURCE_MODEL_TYPES:
         raise UserError(
             f"config.json: model_type {model_type!r} is not supported "
             "(expected 'bitnet', or 'llama' for 1bitLLM bitnet_b1_58 checkpoints)"
         )
+    if hf.get("attention_bias"):
+        raise UserError("config.json: attention_bias=true is not supported")
+    required = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+    missing = [key for key in required if key not in hf]
+    if missing:
+        raise UserError(f"config.json lacks {missing[0]!r}")
+    sizes = {key: _hf_integer(hf[key]) for key in required}
     try:
-        hidden = int(hf["hidden_size"])
-        heads = int(hf["num_attention_heads"])
-        act_default = "relu2" if model_type == "bitnet" else "silu"
-        if hf.get("attention_bias"):
-            raise UserError("config.json: attention_bias=true is not supported")
         return ModelConfig(
-            vocab_size=int(hf["vocab_size"]),
-            hidden_size=hidden,
-            intermediate_size=int(hf["intermediate_size"]),
-            num_hidden_layers=int(hf["num_hidden_layers"]),
-            num_attention_heads=heads,
-            num_key_value_heads=int(hf.get("num_key_value_heads") or heads),
-            head_dim=int(hf.get("head_dim") or hidden // heads),
-            hidden_act=str(hf.get("hidden_act", act_default)),
-            rms_norm_eps=float(hf.get("rms_norm_eps", 1e-5 if model_type == "bitnet" else 1e-6)),
+            **sizes,
+            num_key_value_heads=_hf_integer(hf.get("num_key_value_heads") or 0),
+            head_dim=_hf_integer(hf.get("head_dim") or 0),
+            hidden_act=hf.get("hidden_act", "relu2" if model_type == "bitnet" else "silu"),
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-5 if model_type == "bitnet" else 1e-6),
             rope_theta=_rope_theta(hf, model_type),
-            max_position_embeddings=int(hf.get("max_position_embeddings", 2048)),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
-            bos_token_id=_first_id(hf.get("bos_token_id")),
-            eos_token_id=_first_id(hf.get("eos_token_id")),
+            max_position_embeddings=_hf_integer(hf.get("max_position_embeddings", 2048)),
+            tie_word_embeddings=hf.get("tie_word_embeddings", False),
+            bos_token_id=_hf_integer(_first_id(hf.get("bos_token_id"))),
+            eos_token_id=_hf_integer(_first_id(hf.get("eos_token_id"))),
             source_model_type=model_type,
             linear_class=_linear_class(hf, model_type),
         )
-    except KeyError as exc:
-        raise UserError(f"config.json lacks {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"config.json has a malformed value: {exc}") from None
+    except ConfigError as exc:
+        raise UserError(f"config.json: {exc}") from None
 
 
 # Published shapes, for estimates and benches that need no weights (`tellme estimate --shape NAME`).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from .atomic import atomic_dir, check_destination
 from .checkpoint import TernaryModel
 from .config import ModelConfig
 from .errors import UserError
-from .packing import pack_tlmm
+from .packing import K_ALIGN, VECTOR_BYTES, pack_tlmm, padded_k
 from .quant import row_quant_int8
 from .safetensors_io import SafetensorsFile
 
@@ -26,6 +27,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 HASH_CHUNK = 1 << 20
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def sha256_file(path: Path) -> str:
@@ -144,27 +146,106 @@ class ModelFolder:
         return self.manifest["files"][WEIGHTS]
 
 
-def open_model_folder(path: Path, verify: bool = True) -> ModelFolder:
-    """Open a converted model folder; verify=True checks every file's sha256 against the manifest."""
-    path = Path(path)
+def expected_tensors(config: ModelConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Every tensor a model folder of this config holds: name -> (safetensors dtype, shape), as
+    model_tensors writes them (ternary linears in the stored TLMM form [N, padded K / 84, 18])."""
+    c = config
+    tensors = {"embed_tokens": ("F32", (c.vocab_size, c.hidden_size)), "norm": ("F32", (c.hidden_size,))}
+    if not c.tie_word_embeddings:
+        tensors["lm_head"] = ("F32", (c.vocab_size, c.hidden_size))
+    norm_dims = {"input_layernorm": c.hidden_size, "post_attention_layernorm": c.hidden_size,
+                 "attn_sub_norm": c.q_size, "ffn_sub_norm": c.intermediate_size}
+    for i in range(c.num_hidden_layers):
+        tensors.update({f"layers.{i}.{name}": ("F32", (dim,)) for name, dim in norm_dims.items()})
+        for name, (n, k) in c.linear_shapes().items():
+            tensors[f"layers.{i}.{name}.tlmm"] = ("U8", (n, padded_k(k) // K_ALIGN, VECTOR_BYTES))
+            tensors[f"layers.{i}.{name}.scale"] = ("F32", (1,))
+    return tensors
+
+
+def optional_tensors(config: ModelConfig) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensors a folder may hold beyond expected_tensors: the int8 tables (int8_tables), which folders
+    converted before they existed lack (they are then quantised on opening)."""
+    c = config
+    tables = INT8_TABLES if not c.tie_word_embeddings else INT8_TABLES[:1]
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name in tables:
+        out[f"{name}.int8"] = ("I8", (c.vocab_size, c.hidden_size))
+        out[f"{name}.divisor"] = ("F32", (c.vocab_size,))
+    return out
+
+
+def _read_manifest(path: Path) -> dict:
+    """manifest.json parsed and its structure checked: format, version, a files table and a config."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise UserError(f"{path} is not a tellme model folder (no {MANIFEST}): convert it with tellme convert")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{manifest_path} is not valid JSON ({exc}): re-run tellme convert") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{manifest_path} is not readable JSON ({exc}): re-run tellme convert") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{manifest_path} is not a JSON object: re-run tellme convert")
     if manifest.get("format") != FORMAT_NAME or manifest.get("version") != FORMAT_VERSION:
         raise UserError(
             f"{path}: format {manifest.get('format')!r} v{manifest.get('version')} is not "
             f"{FORMAT_NAME} v{FORMAT_VERSION}: re-run tellme convert"
         )
+    _check_files_table(path, manifest.get("files"))
+    return manifest
+
+
+def _check_files_table(path: Path, files: object) -> None:
+    """The manifest names, with its sha256, every file the model is read from: the weights, and each
+    tokenizer file the folder holds (so none can be swapped in unverified)."""
+    where = path / MANIFEST
+    if not isinstance(files, dict) or WEIGHTS not in files:
+        raise UserError(f"{where} does not list {WEIGHTS} with its checksum: re-run tellme convert")
+    for name, digest in files.items():
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..", MANIFEST):
+            raise UserError(f"{where} lists {name!r}, which is not a file of the folder: re-run tellme convert")
+        if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
+            raise UserError(f"{where}: the checksum of {name} is {digest!r}, not a sha256: re-run tellme convert")
+    for name in TOKENIZER_FILES:
+        if (path / name).exists() and name not in files:
+            raise UserError(f"{path / name} is not in {where}, so it cannot be verified: re-run tellme convert")
+
+
+def _check_tensors(path: Path, weights: SafetensorsFile, config: ModelConfig) -> None:
+    """The weights hold exactly the tensors the config describes, with their dtypes and shapes (a config
+    that disagrees with its weights would run fewer layers or read garbage)."""
+    expected, found = expected_tensors(config), weights.layout()
+    optional = optional_tensors(config)
+    missing = [name for name in expected if name not in found]
+    extra = sorted(set(found) - set(expected) - set(optional))
+    hint = f"{path / MANIFEST} and {path / WEIGHTS} disagree: re-run tellme convert"
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UserError(f"{path / WEIGHTS} lacks {missing[0]!r}{more} that the config implies; {hint}")
+    if extra:
+        raise UserError(f"{path / WEIGHTS} holds {len(extra)} tensor(s) the config does not describe "
+                        f"({', '.join(extra[:2])}{' ...' if len(extra) > 2 else ''}); {hint}")
+    for name, (dtype, shape) in (expected | optional).items():
+        if name in found and found[name] != (dtype, shape):
+            got_dtype, got_shape = found[name]
+            raise UserError(f"{path / WEIGHTS}: {name} is {got_dtype} {list(got_shape)}, the config implies "
+                            f"{dtype} {list(shape)}; {hint}")
+
+
+def open_model_folder(path: Path, verify: bool = True) -> ModelFolder:
+    """Open a converted model folder, checked so that whatever is wrong with it is one UserError here and
+    nothing later: the manifest's structure, its config (types and ranges, tellme.models.config), the
+    weights' tensors against that config, and (verify=True) every listed file against its sha256."""
+    path = Path(path)
+    manifest = _read_manifest(path)
     if verify:
-        for name, digest in manifest.get("files", {}).items():
+        for name, digest in manifest["files"].items():
             file = path / name
             if not file.is_file():
                 raise UserError(f"{path} lacks {name}: re-run tellme convert")
             if sha256_file(file) != digest:
                 raise UserError(f"{file} does not match its manifest checksum (corrupt?): re-run tellme convert")
-    config = ModelConfig.from_dict(manifest.get("config", {}))
-    return ModelFolder(path=path, manifest=manifest, config=config, weights=SafetensorsFile(path / WEIGHTS))
+    config = ModelConfig.from_dict(manifest.get("config"), where=f"{path / MANIFEST}: config")
+    weights = SafetensorsFile(path / WEIGHTS)
+    _check_tensors(path, weights, config)
+    return ModelFolder(path=path, manifest=manifest, config=config, weights=weights)

@@ -62,12 +62,18 @@ class KVCache:
         self.length = 0
 
 
+def check_token_ids(tokens: list[int], vocab_size: int) -> None:
+    """Refuse ids outside the vocabulary; checked as Python integers, so that an id too large for int64
+    is refused too (and not an OverflowError)."""
+    bad = next((t for t in tokens if not 0 <= int(t) < vocab_size), None)
+    if bad is not None:
+        raise UserError(f"token ids must lie in [0, {vocab_size}), got {bad}")
+
+
 def gather_embeddings(table: np.ndarray, tokens: list[int]) -> np.ndarray:
     """Rows of the embedding table for token ids, refusing ids outside the vocabulary."""
-    ids = np.asarray(tokens, dtype=np.int64)
-    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
-        raise UserError(f"token ids must lie in [0, {table.shape[0]})")
-    return table[ids]
+    check_token_ids(tokens, table.shape[0])
+    return table[np.asarray(tokens, dtype=np.int64)]
 
 
 def gather_int8_embeddings(table_q: np.ndarray, divisor: np.ndarray, tokens: list[int]) -> np.ndarray:

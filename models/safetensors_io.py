@@ -37,6 +37,14 @@ class SafetensorsFile:
         self._bf16: dict[str, tuple[list[int], int]] | None = None
         self._header: tuple[int, dict] | None = None
 
+    def layout(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """name -> (dtype as safetensors names it, e.g. "F32", shape), from the header: no data is read."""
+        out = {}
+        for name in self.names:
+            view = self._ctx.get_slice(name)
+            out[name] = (view.get_dtype(), tuple(view.get_shape()))
+        return out
+
     def _bf16_entries(self) -> dict[str, tuple[list[int], int]]:
         """name -> (shape, absolute byte offset) for BF16 tensors, from the JSON header."""
         if self._bf16 is None:

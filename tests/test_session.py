@@ -91,10 +91,17 @@ def test_chat_says_when_the_context_is_full_and_resets(session):
 
 
 def test_a_message_too_long_for_the_rest_of_the_context(session):
-    "".join(session.chat("the table " * 10, max_new_tokens=4))
-    with pytest.raises(ContextFull):
+    """Refused on its own: the conversation is unchanged and a shorter message still gets its reply."""
+    first = "".join(session.chat("the table " * 10, max_new_tokens=4))
+    position = session.position
+    with pytest.raises(ContextFull, match="this message needs"):
         session.chat("the table " * 50)
-    assert session.context_full
+    assert not session.context_full and session.position == position
+    reply = "".join(session.chat(" and the chair", max_new_tokens=4))
+    assert session.position > position
+    session.reset()  # the same conversation without the refused message: the same replies
+    assert "".join(session.chat("the table " * 10, max_new_tokens=4)) == first
+    assert "".join(session.chat(" and the chair", max_new_tokens=4)) == reply
 
 
 def test_ctrl_c_inside_generation_closes_the_session(session, monkeypatch):
