@@ -18,12 +18,15 @@ HALVES_PER_WORD = 8
 
 @dataclass(frozen=True)
 class TlmmParams:
-    """The table-lookup matmul engine (hls/kernels/tlmm.h). TeLLMe keeps the full 27-entry table; so do we."""
+    """The table-lookup matmul engine (hls/kernels/tlmm.h)."""
 
     token_lanes: int = 2  # TP: tokens looked up per weight word in prefill
     tile_words: int = 4096  # tile buffer depth per stripe: the weights a prefill block replays
+    table: str = "half"  # half: 14 entries a group, read with a negation; full: all 27 (TeLLMe's)
 
     def validate(self) -> None:
+        if self.table not in ("half", "full"):
+            raise UserError(f"tlmm.table={self.table!r}: use half or full")
         if not 1 <= self.token_lanes <= 4:
             raise UserError(f"tlmm.token_lanes={self.token_lanes}: use 1..4 tokens per weight word")
         if not 64 <= self.tile_words <= 65536:

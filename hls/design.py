@@ -29,6 +29,7 @@ from tellme.models.ddr_image import (
     DdrImage,
     DdrLayout,
     build_ddr_image,
+    qkv_row_order,
     round_up,
     words_per_row,
 )
@@ -63,10 +64,12 @@ def attention_distance(model: ModelConfig, config: AcceleratorConfig, lanes: int
     return row_chunks * group * (chunk // lanes)
 
 
-def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[str, ...] = ()) -> AcceleratorConfig:
+def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[str, ...] = (),
+                 auto: bool = True) -> AcceleratorConfig:
     """The board preset checked against the model, then the user's overrides. Where the preset's attention
     lanes would let one accumulator update overtake another for this shape, fewer lanes are taken
-    (an override that does is refused)."""
+    (an override that does is refused). With `auto`, a prefill block the user did not set is the
+    largest, up to the preset's, whose buffers fit the board (hls/fit.py)."""
     get_board(board)  # an unknown board is reported before anything else
     preset = board_config(board)
     values = parse_overrides(preset, list(overrides))
@@ -83,6 +86,23 @@ def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[st
     if distance < MIN_ACC_DISTANCE:
         raise UserError(f"attention_lanes={config.attention_lanes}: an accumulator would be updated every "
                         f"{distance} cycles for this model (at least {MIN_ACC_DISTANCE}): use fewer lanes")
+    if auto:
+        return _fitted(config, model, "prefill_block" not in values, "tlmm.token_lanes" not in values)
+    return config
+
+
+def _fitted(config: AcceleratorConfig, model: ModelConfig, block: bool, lanes: bool) -> AcceleratorConfig:
+    """The preset's prefill block and token lanes (those the user left alone) brought down until the design
+    fits its board (hls/fit.py): the largest block first, then fewer token lanes. Unchanged when nothing fits."""
+    from .fit import estimate_fit
+
+    blocks = range(config.prefill_block, 0, -1) if block else [config.prefill_block]
+    token_lanes = range(config.tlmm.token_lanes, 0, -1) if lanes else [config.tlmm.token_lanes]
+    for tp in token_lanes:
+        for b in blocks:
+            trial = dataclasses.replace(config, prefill_block=b, tlmm=dataclasses.replace(config.tlmm, token_lanes=tp))
+            if estimate_fit(Design("trial", trial, model), advise=False).fits:
+                return trial
     return config
 
 
@@ -139,7 +159,8 @@ class Design:
 
     @cached_property
     def constants(self) -> dict[str, dict[str, object]]:
-        """Every constant of config.h: struct name -> field -> value (ints, bools, the float eps)."""
+        """Every constant of config.h: struct name -> field -> value (ints, bools, and floats: eps, the
+        attention scale, as float32 values)."""
         m, cfg, lay = self.model, self.config, self.layout
         mats = {mx.name: mx for mx in lay.matrices}
         off = lay.param_offsets
@@ -147,17 +168,28 @@ class Design:
         act_m = act_att + round_up(m.q_size, VECTOR_ALIGN)
         act_dim = act_m + round_up(m.intermediate_size, VECTOR_ALIGN)
         norm_dim = round_up(max(m.hidden_size, m.q_size, m.intermediate_size), VECTOR_ALIGN)
+        norm_offsets, at = {}, 0  # the norm weights one after another on chip (decoder.h normw)
+        for key, dim in (("input", m.hidden_size), ("post", m.hidden_size), ("attn_sub", m.q_size),
+                         ("ffn_sub", m.intermediate_size), ("final", m.hidden_size)):
+            norm_offsets[f"norm_offset_{key}"] = at
+            at += round_up(dim, VECTOR_ALIGN)
         max_rows = max(mx.rows_per_stripe for mx in lay.matrices)
         phases = [mx.words for mx in lay.matrices] + [lay.head_rows_per_stripe * lay.head_row_words]
         b = cfg.prefill_block
         io_words = max(b * lay.hidden_pad, off["layer_stride"], b * lay.rope_half_pad) // FLOATS_PER_WORD
+        lanes = cfg.weight_ports * cfg.tlmm.token_lanes
+        tiles = [round_up(mx.rows_per_stripe, cfg.tlmm.tile_words // mx.wpr) // (cfg.tlmm.tile_words // mx.wpr)
+                 for mx in lay.matrices]
+        rows_iters = [min(mx.rows_per_stripe, cfg.tlmm.tile_words // mx.wpr) * max(mx.wpr, lanes) + lanes
+                      for mx in lay.matrices]
         tlmm = {"ports": cfg.weight_ports, "token_lanes": cfg.tlmm.token_lanes, "max_block": b,
-                "max_wpr": lay.max_wpr, "max_rows": max_rows, "tile_words": cfg.tlmm.tile_words}
+                "max_wpr": lay.max_wpr, "max_rows": max_rows, "tile_words": cfg.tlmm.tile_words,
+                "max_tiles": max(tiles), "max_rows_iters": max(rows_iters), "half_table": cfg.tlmm.table == "half"}
         elementwise = {"lanes": ELEMENTWISE_LANES, "partials": ELEMENTWISE_PARTIALS}
         attention = {"ports": cfg.weight_ports, "chunk": cfg.chunk, "lanes": cfg.attention_lanes,
                      "head_dim": m.head_dim, "head_dim_pad": lay.head_dim_pad, "heads": m.num_attention_heads,
                      "kv_heads": m.num_key_value_heads, "kv_block": cfg.kv_block, "max_block": b,
-                     "max_context": self.context}
+                     "max_context": self.context, "scale": float(np.float32(1.0 / np.sqrt(np.float64(m.head_dim))))}
         model = {
             "ports": cfg.weight_ports, "layers": m.num_hidden_layers, "hidden": m.hidden_size,
             "hidden_pad": lay.hidden_pad, "intermediate": m.intermediate_size,
@@ -165,7 +197,8 @@ class Design:
             "q_size_pad": round_up(m.q_size, FLOATS_PER_WORD), "kv_size": m.kv_size,
             "heads": m.num_attention_heads, "kv_heads": m.num_key_value_heads, "head_dim": m.head_dim,
             "head_dim_pad": lay.head_dim_pad, "max_context": self.context, "act": ACT_ENUM[m.hidden_act],
-            "act_att": act_att, "act_m": act_m, "act_dim": act_dim, "norm_dim": norm_dim,
+            "act_att": act_att, "act_m": act_m, "act_dim": act_dim, "norm_dim": norm_dim, **norm_offsets,
+            "norm_total": at,
             "layer_words": lay.layer_words, "final_wpr": words_per_row(m.hidden_size),
         }
         for name in ("qkv", "o", "gateup", "down"):
@@ -179,15 +212,12 @@ class Design:
             "lm_head": cfg.head_on_pl, "head_offset": lay.head_offset, "head_rows": lay.head_rows_per_stripe,
             "head_row_words": lay.head_row_words, "head_values": round_up(m.hidden_size, INT8_PER_WORD),
             "vocab": m.vocab_size, "max_phase_words": max(phases), "max_io_words": io_words,
-            "stripe_fifo_depth": cfg.fifo_depth, "io_fifo_depth": _pow2_at_least(off["layer_stride"] // 4, 64),
+            "stripe_fifo_depth": cfg.fifo_depth, "eps": float(np.float32(m.rms_norm_eps)),
+            # a layer's params, so the prefetcher writes them and goes on to the layer's weights
+            "io_fifo_depth": round_up(off["layer_stride"] // FLOATS_PER_WORD, 64),
         })
         return {"tlmm_config": tlmm, "elementwise_config": elementwise, "attention_config": attention,
                 "model_config": model}
-
-    @property
-    def eps_literal(self) -> str:
-        """The float32 epsilon as a C literal that reads back to the same float."""
-        return f"{float(np.float32(self.model.rms_norm_eps)):.9g}f"
 
     @property
     def depth(self) -> dict[str, int]:
@@ -242,7 +272,8 @@ class Design:
                 "expected": np.asarray(out, dtype=np.float32)}
 
     def tlmm_golden(self, tokens: int = TLMM_GOLDEN_TOKENS, seed: int = 0) -> dict[str, np.ndarray]:
-        """Layer 0's qkv matrix and random int8 activations: the integer sums numpy's TLMM gives."""
+        """Layer 0's qkv matrix and random int8 activations: the integer sums numpy's TLMM gives, in the
+        matrix's streamed row order (q and k in RoPE pairs)."""
         from tellme.models.tlmm import TlmmWeights
 
         folder = self._weights()
@@ -251,7 +282,7 @@ class Design:
         xq = rng.integers(-128, 128, (tokens, qkv.k)).astype(np.int8)
         sums = np.concatenate([TlmmWeights(folder.tensor(f"layers.0.{p}.tlmm"), qkv.k).matmul(xq)
                                for p in ("q_proj", "k_proj", "v_proj")], axis=1)
-        return {"xq": xq, "acc": sums.astype(np.int32)}
+        return {"xq": xq, "acc": sums[:, qkv_row_order(self.model)].astype(np.int32)}  # as the stripes carry it
 
     # --- what it does ---
     def sources(self) -> dict[str, str]:
@@ -288,11 +319,4 @@ class Design:
         from .build import build_design
 
         return build_design(self, Path(out) if out else None, dry_run=dry_run, force=force)
-
-
-def _pow2_at_least(n: int, floor: int) -> int:
-    size = floor
-    while size < n:
-        size *= 2
-    return size
 

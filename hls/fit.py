@@ -1,121 +1,194 @@
-"""Will a design fit its board? An estimate from the accelerator parameters and the model's shape,
-made before hours of synthesis: on-chip memory (weight banks, lookup tables, the decoder's vectors)
-and DDR (weights and params images, KV cache, the host's float32 embedding and LM head).
+"""Will a design fit its board? A per-unit estimate of LUT, FF, DSP, BRAM36 and URAM, and of the memory
+the board must give it: the contiguous memory (CMA) pynq allocates every PL buffer from, the largest
+single buffer, and the host's RAM. Modelled, never measured: every constant below says where it comes
+from, and a csynth report (tellme estimate --design DIR) shows how far off it is.
 
-Block RAM and UltraRAM are what a TLMM engine runs out of first, and DDR is what a model runs out of
-on the small boards, so those decide "does not fit"; the lookup tables' LUTRAM is reported and warned
-about (how Vivado packs small tables is less certain). LUTs for logic and DSPs are left to csynth.
+Units follow the code (hls/kernels/*.h):
+- on-chip arrays (`ARRAYS`): every engine buffer, with the banks its ARRAY_PARTITION pragma makes and the
+  memory its BIND_STORAGE pragma (or Vitis HLS's default) gives each bank;
+- the TLMM engine: P x TP x 25 table lookups a cycle (a 27-to-1 multiplexer of 10-bit entries each), their
+  adder trees and accumulators, and the table builder;
+- floating-point operators, counted per pipelined loop as the code unrolls them (`fp_operators`): each
+  loop's operators are their own hardware, since a pipelined loop at II=1 cannot share them;
+- the int8 LM head: P x 16 multiply-accumulates a cycle, two per DSP;
+- AXI masters (adapter logic and burst buffers), the stream FIFOs, control, and the block design's
+  interconnect.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tellme.models.config import ModelConfig
 from tellme.models.errors import UserError
-from tellme.models.packing import INDEX_BITS
-
-from .config import AcceleratorConfig
 
 if TYPE_CHECKING:
     from .design import Design
 
 MB = 1 << 20
 GB = 1 << 30
-TABLE_ENTRY_BITS = 10  # ap_int<10>: |sum of 3 int8| <= 384 (tlmm.h entry_t)
-URAM_SHAPE = (4096, 72)  # URAM288: depth x width
+RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
+
+# --- memories (UG573 for UltraScale+ BRAM/URAM, UG474 for 7-series; UG1399 for HLS's mapping) ---
+URAM_SHAPE = (4096, 72)  # URAM288: depth x width, one shape
 BRAM36_SHAPES = ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1))
-FLOATS_PER_BRAM36 = 1024  # a float32 vector, unpartitioned, in the 1024 x 36 shape
-INTERFACE_BRAM36 = 1  # per m_axi bundle: burst buffers of the HLS AXI adapter (allowance)
-DECODER_BUNDLES = 5  # gmem_w, gmem_p, gmem_k, gmem_v, gmem_h (top.cpp)
-TLMM_BUNDLES = 2  # gmem_w, gmem_io (tlmm_top.cpp)
+BRAM18_SHAPES = ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))
+# Vitis HLS leaves small arrays in LUTRAM or registers rather than block RAM: below this many bits a bank
+# is counted as LUTRAM (assumption from csynth reports of small arrays; recalibrate from a report).
+LUTRAM_BELOW_BITS = 1024
+
+# --- floating-point operators: (LUT, FF, DSP) of one fp32 operator pipelined at 250 MHz, Vitis HLS's
+# default implementations on UltraScale+ (fmul/fadd "fulldsp"; DESIGN note: a multiply ~3 DSPs, an add
+# ~2); typical of csynth utilization tables, not measured here. A csynth report recalibrates them.
+FP_COST = {
+    "fmul": (80, 150, 3),
+    "fadd": (220, 350, 2),
+    "fdiv": (800, 1400, 0),
+    "fsqrt": (500, 900, 0),
+    "fcmp": (70, 30, 0),
+    "int_to_float": (250, 350, 0),
+    "float_to_int": (250, 300, 0),  # rint / clamp to int8
+    "half_to_float": (40, 40, 0),
+    "float_to_half": (150, 120, 0),
+}
+EXP_POLY = {"fmul": 7, "fadd": 7, "float_to_int": 1}  # common.h exp_poly: x*log2e, floor, six multiply-adds
+
+# --- the TLMM engine (tlmm.h) ---
+TABLE_ENTRY_BITS = 10  # entry_t: |sum of three int8| <= 384
+# LUTs per entry bit of one lookup: a 27-to-1 multiplexer (two 16-to-1, 4 LUT6 + MUXF7/F8 each, and a
+# 2-to-1), or a 14-to-1 one and the negation of the half table (UG574 slice structure)
+LOOKUP_LUTS_PER_BIT = {"full": 9, "half": 5}
+HALF_INDEX_LUTS = 3  # |idx - 13| and the sign from a 5-bit index
+PART_BITS = 15  # part_t: 25 entries summed
+ACC_BITS = 32
+TABLE_BUILD_LUTS_PER_ENTRY = 20  # two 10-bit additions of signed activations per entry, 27 per group
+# --- the int8 LM head (lm_head.h): DSP48E2 packs two int8 x int8 products sharing an operand (UG579) ---
+INT8_MACS_PER_DSP = 2
+# --- interfaces, streams and glue (assumptions from Vitis HLS m_axi adapters at 128 bits) ---
+AXI_ADAPTER = (1500, 2500)  # LUT, FF per m_axi bundle
+AXI_READ_OUTSTANDING = 2  # top_args.M_AXI_OPTIONS: a read buffer of outstanding x burst beats
+AXI_READ_BURST = 256
+FIFO_LOGIC = (60, 80)  # LUT, FF per stream FIFO (pointers, flags) besides its memory
+CONTROL = (4000, 5000)  # s_axilite, DATAFLOW handshakes, loop counters and FSMs of both processes
+BD_PER_PORT = (800, 1200)  # block design: an interconnect/protocol converter per HP port (build_bd.tcl)
+LUT_WARN_FRACTION = 0.85  # above this, placement and routing at 250 MHz get hard (TeLLMe closes at 84 %)
+# --- host and memory ---
+TOKENIZER_BYTES_PER_TOKEN = 200  # the tokenizers library's vocabulary and merges in RAM: assumption
 
 
 @dataclass(frozen=True)
-class Need:
-    """One resource: the estimate, what the board has, and how the estimate was made."""
+class Memory:
+    """One on-chip array as the code declares and partitions it."""
 
-    resource: str
+    name: str
+    banks: int
+    depth: int  # words per bank
+    width: int  # bits per word
+    storage: str  # uram | bram | lutram | auto (HLS's choice: LUTRAM when small, else BRAM)
+
+    def blocks(self) -> dict[str, float]:
+        """BRAM36 (BRAM18 halves count 0.5), URAM and LUTRAM LUTs of all banks."""
+        bits = self.depth * self.width
+        kind = self.storage
+        if kind == "auto":
+            kind = "lutram" if bits < LUTRAM_BELOW_BITS else "bram"
+        if kind == "uram":
+            return {"URAM": self.banks * memory_blocks(self.depth, self.width, (URAM_SHAPE,))}
+        if kind == "lutram":
+            return {"LUTRAM": self.banks * lutram_luts(self.depth, self.width)}
+        return {"BRAM36": self.banks * bram36(self.depth, self.width)}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Logic of one part of the design."""
+
+    name: str
+    lut: float = 0
+    ff: float = 0
+    dsp: float = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One budget: what the design needs, what the board has."""
+
+    name: str
     need: float
     have: float
-    model: str
-    decides: bool  # False: reported and warned about, never "does not fit"
+    unit: str = ""  # "bytes" for memory
 
     @property
     def fits(self) -> bool:
         return self.need <= self.have
 
+    def text(self) -> str:
+        if self.unit == "bytes":
+            return f"{_bytes(self.need)} of {_bytes(self.have)}"
+        return f"{self.need:,.0f} of {self.have:,.0f}"
+
 
 @dataclass(frozen=True)
 class FitEstimate:
+    """The modelled fit of one design (see the module docstring)."""
+
     board: str
     device: str
     model_name: str
-    needs: tuple[Need, ...]
-    block_hint: int | None = None  # the largest prefill_block whose buffers fit, when BRAM36 is short
+    resources: tuple[Check, ...]  # LUT, FF, DSP, BRAM36, URAM, then LUTRAM
+    memory: tuple[Check, ...]  # cma, largest_buffer, host_ram
+    units: tuple[Unit, ...]
+    memories: tuple[Memory, ...]
+    advice: str = ""  # what makes it fit, when it does not
 
     @property
     def fits(self) -> bool:
-        return all(n.fits for n in self.needs if n.decides)
+        return all(c.fits for c in self.resources + self.memory)
+
+    @property
+    def short(self) -> list[Check]:
+        return [c for c in self.resources + self.memory if not c.fits]
 
     @property
     def warnings(self) -> list[str]:
-        return [
-            f"{n.resource} may not fit: estimate {_amount(n)} of {_have(n)} ({n.model}); csynth will tell"
-            for n in self.needs
-            if not n.decides and not n.fits
-        ]
+        lut = self.resources[0]
+        if lut.fits and lut.need > LUT_WARN_FRACTION * lut.have:
+            return [f"LUT estimate {lut.need / lut.have:.0%} of the device: routing at this clock may fail"]
+        return []
 
     def describe(self) -> str:
-        """Multi-line table for the terminal."""
-        lines = [f"fit estimate for {self.model_name} on {self.board} ({self.device}):"]
-        for n in self.needs:
-            mark = "ok" if n.fits else ("DOES NOT FIT" if n.decides else "warning")
-            lines.append(f"  {n.resource:<7} {_amount(n):>10} of {_have(n):<10} {mark:<12} {n.model}")
+        lines = [f"fit estimate (modelled, hls/fit.py) for {self.model_name} on {self.board} ({self.device}):"]
+        for c in self.resources + self.memory:
+            share = f"{c.need / c.have:5.0%}" if c.have else "  n/a"
+            lines.append(f"  {c.name:<15} {c.text():>26} {share}  {'ok' if c.fits else 'DOES NOT FIT'}")
         return "\n".join(lines)
 
     def check(self) -> None:
-        """UserError, one line with the figures, when a deciding resource is short."""
-        short = [n for n in self.needs if n.decides and not n.fits]
-        if short:
-            figures = "; ".join(f"{n.resource} {_amount(n)} > {_have(n)} ({n.model})" for n in short)
-            raise UserError(
-                f"does not fit: {self.model_name} on {self.board} ({self.device}), estimate: {figures}"
-                f"{_advice(self.board, short, self.block_hint)}"
-            )
+        """UserError, one line with the figures and the advice, when anything is short."""
+        if self.short:
+            figures = "; ".join(f"{c.name} {c.text()}" for c in self.short)
+            raise UserError(f"does not fit: {self.model_name} on {self.board} ({self.device}), estimate "
+                            f"{figures}{': ' + self.advice if self.advice else ''}")
+
+    def resources_dict(self) -> dict[str, list[float]]:
+        return {c.name: [round(c.need, 1), c.have] for c in self.resources if c.name in RESOURCES}
+
+    def memory_dict(self) -> dict[str, list[int]]:
+        return {c.name: [int(c.need), int(c.have)] for c in self.memory}
 
     def to_dict(self) -> dict:
-        return {
-            "model": self.model_name,
-            "fits": self.fits,
-            "needs": {n.resource: {"need": n.need, "have": n.have, "model": n.model} for n in self.needs},
-        }
-
-
-def _amount(n: Need) -> str:
-    return _bytes(n.need) if n.resource == "DDR" else f"{n.need:,.0f}"
-
-
-def _have(n: Need) -> str:
-    return _bytes(n.have) if n.resource == "DDR" else f"{n.have:,.0f}"
+        return {"fits": self.fits, "resources": self.resources_dict(), "memory": self.memory_dict(),
+                "lutram": [round(self.resources[-1].need), self.resources[-1].have], "advice": self.advice,
+                "units": {u.name: {"LUT": round(u.lut), "FF": round(u.ff), "DSP": round(u.dsp)} for u in self.units},
+                "memories": {m.name: {"banks": m.banks, "depth": m.depth, "width": m.width, "storage": m.storage,
+                                      **{k: round(v, 1) for k, v in m.blocks().items()}} for m in self.memories},
+                "model": "hls/fit.py v2"}
 
 
 def _bytes(value: float) -> str:
     return f"{value / GB:.2f} GB" if value >= GB else f"{value / MB:.1f} MB"
-
-
-def _advice(board: str, short: list[Need], block_hint: int | None = None) -> str:
-    kinds = {n.resource for n in short}
-    if "DDR" in kinds:  # no on-chip setting helps then
-        return ": use a smaller model, a board with more DDR, or a shorter KV cache (--set max_context=N)"
-    if "BRAM36" in kinds and block_hint:
-        return f": lower --set prefill_block={block_hint} (buffers are held per token of a prefill block)"
-    if board == "pynq-z2":
-        return ": PYNQ-Z2 (no URAM, 140 BRAM36) takes small models only; lower --set tlmm.q or tlmm.weight_buffer_depth"
-    return ": lower --set tlmm.q or tlmm.weight_buffer_depth"
 
 
 def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -> int:
@@ -123,108 +196,212 @@ def memory_blocks(depth: int, width: int, shapes: tuple[tuple[int, int], ...]) -
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in shapes)
 
 
+def bram36(depth: int, width: int) -> float:
+    """BRAM36 for one memory, a BRAM18 counting half when that is all it needs."""
+    return min(float(memory_blocks(depth, width, BRAM36_SHAPES)), memory_blocks(depth, width, BRAM18_SHAPES) / 2)
+
+
 def lutram_luts(depth: int, width: int) -> int:
-    """LUTs for a simple dual-port distributed RAM: RAM32M (4 LUTs, 32 x 6) up to depth 32,
-    else RAM64M (4 LUTs, 64 x 3) per 64 words."""
+    """LUTs of a simple dual-port distributed RAM: RAM32M (4 LUTs, 32 x 6) up to depth 32, else RAM64M
+    (4 LUTs, 64 x 3) per 64 words (UG574)."""
     if depth <= 32:
         return 4 * math.ceil(width / 6)
     return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
 
 
-def decoder_vectors(model: ModelConfig, config: AcceleratorConfig) -> dict[str, int]:
-    """float32 slots the decoder keeps on chip (decoder.h, attention.h, tlmm.h): name -> total length.
-    Every per-token vector is held once per token of a prefill block (prefill_block copies), the
-    attention accumulators once per query PE; int8 buffers count 4 to a float slot."""
-    b, pes = config.prefill_block, config.attention_pes
-    max_dim = max(model.hidden_size, model.intermediate_size, model.q_size)
-    head_state = model.num_attention_heads * (model.head_dim + 2)  # acc, running max and sum
+def memories(design: Design) -> list[Memory]:
+    """Every on-chip array of the engine and the streams (decoder.h engine(), attention.h attend_block,
+    decoder_block's FIFOs), banked as their pragmas say."""
+    c = design.constants
+    t, a, m = c["tlmm_config"], c["attention_config"], c["model_config"]
+    cfg = design.config
+    b, lanes, chunk, ports = t["max_block"], a["lanes"], a["chunk"], t["ports"]
+    v = c["elementwise_config"]["lanes"]
+    q_pad = a["heads"] * a["head_dim_pad"]
+    kv_pad = a["kv_heads"] * a["head_dim_pad"]
+    row_chunks = kv_pad // chunk
+    parts = (a["head_dim_pad"] // chunk) * (chunk // lanes)
+    max_groups = t["max_wpr"] * 25
+    big = cfg.storage  # uram on Zynq UltraScale+, bram on Zynq-7000 (config.h's storage macros)
+    return [
+        Memory("act", v, b * m["act_dim"] // v, 32, big),
+        Memory("q", lanes, -(-b * q_pad // lanes), 32, "auto"),
+        Memory("kcur", chunk, -(-b * kv_pad // chunk), 16, "lutram"),
+        Memory("vcur", chunk, -(-b * kv_pad // chunk), 16, "lutram"),
+        Memory("rope_cos", 4, b * m["rope_half_pad"] // 4, 32, "auto"),
+        Memory("rope_sin", 4, b * m["rope_half_pad"] // 4, 32, "auto"),
+        Memory("saved", 1, t["token_lanes"] * a["head_dim"] // 2, 32, "auto"),
+        Memory("normw", v, -(-m["norm_total"] // v), 32, "auto"),
+        Memory("y", v, -(-m["norm_dim"] // v), 32, "auto"),
+        Memory("xq", 15, -(-b * max_groups // 5), 8, "auto"),
+        Memory("xh", 16, -(-m["head_values"] // 16), 8, "auto"),
+        Memory("table", t["token_lanes"] * 25, t["max_wpr"], (14 if t["half_table"] else 27) * TABLE_ENTRY_BITS,
+               "lutram"),
+        Memory("tile", ports, t["tile_words"], 128, big),
+        Memory("kvbuf", ports, 2 * a["kv_block"] * row_chunks, 128, "bram"),
+        Memory("att_acc", lanes, -(-b * q_pad // lanes), 32, "auto"),
+        Memory("att_m", 1, b * a["heads"], 32, "auto"),
+        Memory("att_l", 1, b * a["heads"], 32, "auto"),
+        Memory("psum", parts, a["kv_block"] * a["heads"], 32, "auto"),
+        Memory("stripe FIFOs", ports, m["stripe_fifo_depth"], 128, big),
+        Memory("io FIFO", 1, m["io_fifo_depth"], 128, big),
+        Memory("m_axi read buffers", ports + 1, AXI_READ_OUTSTANDING * AXI_READ_BURST, 128, "bram"),
+    ]
+
+
+def fp_operators(design: Design) -> dict[str, dict[str, int]]:
+    """Floating-point operators per unit, as the pipelined loops unroll them."""
+    c = design.constants
+    a = c["attention_config"]
+    v, lanes, chunk, r = c["elementwise_config"]["lanes"], a["lanes"], a["chunk"], a["kv_block"]
+    parts = (a["head_dim_pad"] // chunk) * (chunk // lanes)
+    tree = math.ceil(math.log2(v * c["elementwise_config"]["partials"]))  # unpipelined: one adder a level
+
+    def plus(*ops: dict[str, int]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for op in ops:
+            for k, n in op.items():
+                out[k] = out.get(k, 0) + n
+        return out
+
+    silu = design.model.hidden_act == "silu"
     return {
-        "h, y": b * 2 * model.hidden_size,
-        "q, att": b * 2 * model.q_size,
-        "k, v": b * 2 * model.kv_size,
-        "gate, up": b * 2 * model.intermediate_size,
-        "normed": max_dim,
-        "attention PEs": pes * head_state,
-        "xq (int8)": -(-b * max_dim // 4),
-        "TLMM activations (int8)": -(-b * config.max_cycles * config.tlmm.q * config.chunk // 4),
+        # sum_of_squares, normalize (w * (x * inv), |y|, the peak), quantize (y * s, rint, clamp), the scalars
+        "element-wise": {"fmul": v + 2 * v + v, "fadd": v + tree, "fcmp": 2 * v + 2 * v, "float_to_int": v,
+                         "fdiv": 3, "fsqrt": 1},
+        # TLMM dequantisation and the step tails (step_sink): y = acc / (s_x * s_w), RoPE, gate x up, residual
+        "dequantise": plus({"int_to_float": 1, "fmul": 1 + 4 + 1 + (0 if silu else 1), "fadd": 2 + 1,
+                            "fdiv": 1 + (1 if silu else 0), "float_to_half": 3},
+                           EXP_POLY if silu else {}),
+        # QK (A products, a tree), PV (A weights x values, A rescales, A sums), the K/V conversions,
+        # SCORES (a tree of partial dot products, the scale), BLOCK_MAX and EXPS (exp_poly each),
+        # ROW_SUMS (a tree of R, the rescale), ATTENTION_OUT (acc / l)
+        "attention": plus({"fmul": lanes + 2 * lanes + 1 + 1, "fadd": (lanes - 1) + lanes + (parts - 1) + (r - 1) + 3,
+                           "half_to_float": 2 * chunk, "fcmp": r, "fdiv": 1},
+                          EXP_POLY, EXP_POLY),
+        "LM head": {"int_to_float": 1, "fmul": 1, "fdiv": 1} if design.config.head_on_pl else {},
     }
 
 
-def _bram36(config: AcceleratorConfig, model: ModelConfig | None) -> tuple[int, list[str]]:
-    """BRAM36 blocks outside the weight banks, and how they were counted."""
-    floats = [config.tile_rows]
-    parts = [f"output tile {config.tile_rows} floats"]
-    if model is not None:
-        vectors = decoder_vectors(model, config)
-        floats += list(vectors.values())
-        parts.append(f"decoder buffers for a prefill block of {config.prefill_block} "
-                     f"({sum(vectors.values()):,} float slots)")
-    bundles = DECODER_BUNDLES if model is not None else TLMM_BUNDLES
-    parts.append(f"{bundles} AXI adapters")
-    return sum(math.ceil(n / FLOATS_PER_BRAM36) for n in floats) + bundles * INTERFACE_BRAM36, parts
+def units(design: Design) -> list[Unit]:
+    c = design.constants
+    t = c["tlmm_config"]
+    ports, tp = t["ports"], t["token_lanes"]
+    lookups = ports * tp * 25
+    table = design.config.tlmm.table
+    entries = 27 if table == "full" else 14
+    index = ports * 25 * HALF_INDEX_LUTS if table == "half" else 0  # shared by the token lanes
+    out = [
+        Unit("TLMM lookups", lut=lookups * LOOKUP_LUTS_PER_BIT[table] * TABLE_ENTRY_BITS + index
+             + ports * tp * (24 * (PART_BITS - 2) + ACC_BITS),
+             ff=lookups * TABLE_ENTRY_BITS + ports * tp * (PART_BITS * 12 + 2 * ACC_BITS),
+             note=f"{lookups} lookups a cycle (P={ports} x TP={tp} x 25, {table} table)"),
+        Unit("TLMM table build", lut=5 * entries * TABLE_BUILD_LUTS_PER_ENTRY, ff=5 * entries * TABLE_ENTRY_BITS,
+             note=f"5 groups x {entries} entries a cycle"),
+    ]
+    for name, ops in fp_operators(design).items():
+        lut = sum(FP_COST[k][0] * n for k, n in ops.items())
+        ff = sum(FP_COST[k][1] * n for k, n in ops.items())
+        dsp = sum(FP_COST[k][2] * n for k, n in ops.items())
+        if name == "LM head" and design.config.head_on_pl:
+            macs = ports * 16
+            dsp += macs / INT8_MACS_PER_DSP
+            lut += ports * 15 * 18  # the adder tree of 16 products a port
+            ff += ports * 16 * 18
+        out.append(Unit(name, lut, ff, dsp, ", ".join(f"{n} {k}" for k, n in ops.items())))
+    bundles = ports + 1
+    fifos = ports + 1
+    out += [
+        Unit("AXI masters", lut=bundles * AXI_ADAPTER[0], ff=bundles * AXI_ADAPTER[1], note=f"{bundles} bundles"),
+        Unit("FIFOs and control", lut=fifos * FIFO_LOGIC[0] + CONTROL[0], ff=fifos * FIFO_LOGIC[1] + CONTROL[1]),
+        Unit("block design", lut=ports * BD_PER_PORT[0], ff=ports * BD_PER_PORT[1],
+             note="interconnect per HP port, outside the HLS IP"),
+    ]
+    return out
 
 
-def largest_fitting_block(config: AcceleratorConfig, model: ModelConfig, bram_budget: int) -> int:
-    """The largest prefill_block (>= attention PEs is not required: PEs shrink with it) whose buffers fit."""
-    for block in range(config.prefill_block, 0, -1):
-        trial = dataclasses.replace(config, prefill_block=block, attention_pes=min(config.attention_pes, block))
-        if _bram36(trial, model)[0] <= bram_budget:
-            return block
-    return 0
+def memory_needs(design: Design) -> list[Check]:
+    """CMA (every PL buffer), the largest one, and what the host keeps in RAM."""
+    board, m = design.board, design.model
+    sizes = [spec_bytes(b) for b in design.top_args.buffers]
+    host_tables = m.vocab_size * (m.hidden_size + 4)  # the int8 embedding table and its divisors
+    if not design.config.head_on_pl:
+        host_tables += m.vocab_size * m.hidden_size * 4  # the float32 LM head the host multiplies with
+    host = host_tables + m.vocab_size * TOKENIZER_BYTES_PER_TOKEN + 2 * design.context * m.hidden_size * 4
+    host_have = board.ddr_bytes - board.cma_bytes - board.host_reserved_bytes
+    return [Check("cma", sum(sizes), board.cma_bytes, "bytes"),
+            Check("largest_buffer", max(sizes), board.cma_bytes, "bytes"),
+            Check("host_ram", host, host_have, "bytes")]
 
 
-def estimate_fit(design: Design) -> FitEstimate:
-    """The estimate for a design on its board, with its model and KV context."""
-    config, model, context = design.config, design.model, design.context
-    board = design.board
-    res = board.resources
-    t = config.tlmm
-    vector_bits = t.t * INDEX_BITS
-    decoder = config.top == "tellme_top"
-    needs: list[Need] = []
+def spec_bytes(spec) -> int:
+    """Bytes of one BufferSpec (tellme.host.top_interface)."""
+    import numpy as np
 
-    # weight banks: Q independent memories of weight_buffer_depth index vectors
-    bank = f"{t.q} weight banks of {t.weight_buffer_depth} x {vector_bits} bits"
-    uram = bram = 0
-    if t.weight_storage == "uram":
-        uram = t.q * memory_blocks(t.weight_buffer_depth, vector_bits, (URAM_SHAPE,))
-        needs.append(Need("URAM", uram, res.uram, f"{bank} in URAM288 (4096 x 72)", True))
+    return int(np.dtype(spec.dtype).itemsize * math.prod(spec.shape))
+
+
+def estimate_fit(design: Design, advise: bool = True) -> FitEstimate:
+    """The estimate for a design on its board; `advise` searches the overrides that would make it fit."""
+    res = design.board.resources
+    mems = memories(design)
+    logic = units(design)
+    blocks: dict[str, float] = {"BRAM36": 0.0, "URAM": 0.0, "LUTRAM": 0.0}
+    for mem in mems:
+        for k, n in mem.blocks().items():
+            blocks[k] += n
+    lut = sum(u.lut for u in logic) + blocks["LUTRAM"]
+    ff = sum(u.ff for u in logic)
+    dsp = sum(u.dsp for u in logic)
+    resources = (Check("LUT", lut, res.lut), Check("FF", ff, res.ff), Check("DSP", dsp, res.dsp),
+                 Check("BRAM36", blocks["BRAM36"], res.bram36), Check("URAM", blocks["URAM"], res.uram),
+                 Check("LUTRAM", blocks["LUTRAM"], res.lutram))
+    estimate = FitEstimate(design.config.board, res.device, design.name, resources,
+                           tuple(memory_needs(design)), tuple(logic), tuple(mems))
+    if advise and not estimate.fits:
+        from dataclasses import replace
+
+        estimate = replace(estimate, advice=advice(design, estimate))
+    return estimate
+
+
+def advice(design: Design, estimate: FitEstimate) -> str:
+    """The first change, in order of least cost to speed, that makes the design fit."""
+    from .design import Design as DesignClass
+    from .design import sized_config
+
+    short = {c.name for c in estimate.short}
+    if short & {"host_ram", "cma", "largest_buffer"}:
+        tries = [f"max_context={n}" for n in (1024, 512, 256, 128) if n < design.context]
     else:
-        bram = t.q * memory_blocks(t.weight_buffer_depth, vector_bits, BRAM36_SHAPES)
+        cfg = design.config
+        tries = [f"prefill_block={b}" for b in (8, 4, 2, 1) if b < cfg.prefill_block]
+        tries += [f"tlmm.token_lanes={n}" for n in range(cfg.tlmm.token_lanes - 1, 0, -1)]
+        tries += [f"attention_lanes={n}" for n in range(cfg.attention_lanes - 1, 0, -1)
+                  if cfg.chunk % n == 0]
+        tries += [f"fifo_depth={n}" for n in (2048, 1024, 512) if n < cfg.fifo_depth]
+    for change in tries:
+        try:
+            config = sized_config(design.config.board, design.model, [*_overrides(design), change], auto=False)
+            trial = DesignClass(design.name, config, design.model)
+            if estimate_fit(trial, advise=False).fits:
+                return f"--set {change}"
+        except UserError:
+            continue
+    if short & {"host_ram", "cma", "largest_buffer"}:
+        return "use a smaller model or a board with more memory"
+    return "use a smaller model or a larger device"
 
-    # the rest in block RAM: the engine's output tile, the decoder's block buffers, AXI adapters
-    banks_bram = bram
-    rest, parts = _bram36(config, model if decoder else None)
-    bram += rest
-    if t.weight_storage == "bram":
-        parts.insert(0, f"{bank} (best BRAM36 shape)")
-    needs.append(Need("BRAM36", bram, res.bram36, ", ".join(parts) + ", 1024 floats per BRAM36", True))
-    short_of_bram = decoder and bram > res.bram36
-    block_hint = largest_fitting_block(config, model, res.bram36 - banks_bram) if short_of_bram else None
 
-    # lookup tables in LUTRAM: Q x T memories of max_cycles words of (entries x 10) bits
-    entries = 14 if config.half_table else 27
-    width = entries * TABLE_ENTRY_BITS
-    luts = t.q * t.t * lutram_luts(config.max_cycles, width)
-    needs.append(Need(
-        "LUTRAM", luts, res.lutram,
-        f"tables: {t.q} x {t.t} memories of {config.max_cycles} x {width} bits (RAM32M 6 bits, RAM64M 3 bits "
-        "per 4 LUTs)", False,
-    ))
-
-    # DDR: what the accelerator reads and writes, plus the host's float32 tensors
-    offsets = design.offsets
-    weights = offsets.weight_words * config.axi_width // 8
-    params = offsets.param_floats * 4
-    kv = model.num_hidden_layers * context * model.kv_size * 2 * 2
-    hidden = 2 * context * model.hidden_size * 4
-    host = model.vocab_size * model.hidden_size * 4 * (1 if model.tie_word_embeddings else 2)
-    needs.append(Need(
-        "DDR", weights + params + kv + hidden + host, board.ddr_bytes - board.host_reserved_bytes,
-        f"weights image {_bytes(weights)} + params {_bytes(params)} + KV cache {_bytes(kv)} "
-        f"({model.num_hidden_layers} layers x {context} positions x {model.num_key_value_heads} x {model.head_dim} "
-        f"x K,V x fp16) + hidden "
-        f"in/out {_bytes(hidden)} + host embedding/LM head {_bytes(host)}; "
-        f"of {_bytes(board.ddr_bytes)} DDR, {_bytes(board.host_reserved_bytes)} kept for Linux", True,
-    ))
-    return FitEstimate(config.board, res.device, design.name, tuple(needs), block_hint)
+def _overrides(design: Design) -> list[str]:
+    """The design's config as --set items, so a trial changes one thing."""
+    cfg, preset = design.config, design.board.defaults
+    items = []
+    for key in ("weight_ports", "max_context", "prefill_block", "kv_block", "attention_lanes", "lm_head",
+                "fifo_depth", "storage", "clock_mhz"):
+        if getattr(cfg, key) != getattr(preset, key):
+            items.append(f"{key}={getattr(cfg, key)}")
+    for key in ("token_lanes", "tile_words"):
+        if getattr(cfg.tlmm, key) != getattr(preset.tlmm, key):
+            items.append(f"tlmm.{key}={getattr(cfg.tlmm, key)}")
+    return items

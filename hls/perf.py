@@ -130,7 +130,7 @@ class Model:
     def read_io(self, s: Schedule, words: int, reads: list[int]) -> None:
         """One prefetcher io loop of `words`, consumed by engine loops reading `reads` words each."""
         s.counts["read_io"] = s.counts.get("read_io", 0) + words
-        engine = sum(s.loop("read_floats", r) if r else 0 for r in reads)
+        engine = sum(s.loop("read_floats", r + 1) for r in reads)  # the gearbox's last lane set: one more
         s.stream("io", words, self.io_fetch(words), engine)
 
     def norm(self, s: Schedule, n: int, wpr: int, b: int) -> None:

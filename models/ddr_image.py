@@ -32,7 +32,8 @@ FLOATS_PER_WORD = WORD_BYTES // 4
 HALVES_PER_WORD = WORD_BYTES // 2
 INT8_PER_WORD = WORD_BYTES
 SCALE_SLOTS = 8  # per layer: the divisors s_w of q, k, v, o, gate, up, down, and one spare
-# schedule order of a layer's matrices; qkv stacks q, k, v rows; gateup interleaves gate and up rows
+# schedule order of a layer's matrices; qkv stacks q, k, v rows (q and k in RoPE pairs: rope_pairs); gateup
+# interleaves gate and up rows
 MATRICES = ("qkv", "o", "gateup", "down")
 SCALE_INDEX = {"q_proj": 0, "k_proj": 1, "v_proj": 2, "o_proj": 3, "gate_proj": 4, "up_proj": 5, "down_proj": 6}
 
@@ -244,6 +245,20 @@ def _zero_row(wpr: int) -> np.ndarray:
     return matrix_words(np.full((1, wpr * WORD_INDICES), ZERO_INDEX, dtype=np.uint8), wpr)[0]
 
 
+def rope_pairs(rows: np.ndarray, head_dim: int) -> np.ndarray:
+    """q or k rows (heads x head_dim) in RoPE pairs: per head, rows d and d + head_dim/2 one after the other,
+    so the engine rotates a pair from two consecutive outputs (hls/kernels/decoder.h step_sink)."""
+    half = head_dim // 2
+    return rows.reshape(-1, 2, half, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+def qkv_row_order(model: ModelConfig) -> np.ndarray:
+    """The natural row (q, k, v stacked) of each streamed qkv row: what rope_pairs did to them."""
+    natural = np.arange(model.q_size + 2 * model.kv_size)
+    q, k, v = np.split(natural, [model.q_size, model.q_size + model.kv_size])
+    return np.concatenate([rope_pairs(q, model.head_dim), rope_pairs(k, model.head_dim), v])
+
+
 def matrix_rows(folder: ModelFolder, layer: int, matrix: MatrixLayout) -> np.ndarray:
     """A streamed matrix's rows as index words [rows_per_stripe * P, wpr, 16], in row order."""
     m = folder.config
@@ -253,7 +268,8 @@ def matrix_rows(folder: ModelFolder, layer: int, matrix: MatrixLayout) -> np.nda
                             matrix.wpr)
 
     if matrix.name == "qkv":
-        rows = np.concatenate([words("q_proj"), words("k_proj"), words("v_proj")])
+        rows = np.concatenate([rope_pairs(words("q_proj"), m.head_dim), rope_pairs(words("k_proj"), m.head_dim),
+                               words("v_proj")])
     elif matrix.name == "gateup":
         gate, up = words("gate_proj"), words("up_proj")
         rows = np.empty((2 * m.intermediate_size, matrix.wpr, WORD_BYTES), dtype=np.uint8)

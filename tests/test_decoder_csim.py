@@ -17,6 +17,7 @@ from tellme.host.backends import open_backend
 from tellme.host.cli import main
 from tellme.host.generate import GenerationStats, generate
 from tellme.host.sampling import Sampler, SamplingParams
+from tellme.models.ddr_image import qkv_row_order
 from tellme.models.errors import UserError
 from tellme.models.model_folder import open_model_folder
 from tellme.models.reference import ReferenceModel
@@ -65,6 +66,8 @@ def test_every_matrix_is_bit_exact(bitlinear_model, cache):
                         for p in parts[matrix.name]]
                 want = np.stack(sums, axis=-1).reshape(len(xq), -1) if matrix.name == "gateup" else \
                     np.concatenate(sums, axis=1)
+                if matrix.name == "qkv":  # q and k rows stream in RoPE pairs
+                    want = want[:, qkv_row_order(folder.config)]
                 np.testing.assert_array_equal(got[:, : matrix.n], want.astype(np.float32))
 
 

@@ -30,8 +30,9 @@ def driver(tmp_path_factory) -> Path:
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
     exe = tmp_path_factory.mktemp("decoder_ops") / "decoder_ops_tb"
-    subprocess.run(["g++", *FLAGS, f"-DTB_HEAD_DIM={HEAD_DIM}", f"-I{KERNELS}", "-isystem", str(ap_types_dir()),
-                    str(ROOT / "tests" / "cpp" / "decoder_ops_tb.cpp"), "-o", str(exe)], check=True)
+    scale = f"{float(np.float32(1.0 / np.sqrt(np.float64(HEAD_DIM)))):.9g}f"
+    subprocess.run(["g++", *FLAGS, f"-DTB_HEAD_DIM={HEAD_DIM}", f"-DTB_SCALE={scale}", f"-I{KERNELS}", "-isystem",
+                    str(ap_types_dir()), str(ROOT / "tests" / "cpp" / "decoder_ops_tb.cpp"), "-o", str(exe)], check=True)
     return exe
 
 

@@ -25,10 +25,14 @@ def sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
 
 @pytest.fixture(scope="module")
 def tiled_sim(bitlinear_model, tmp_path_factory) -> DecoderSim:
-    """A tile of 64 words: every matrix streams through in many tiles."""
-    overrides = [f"prefill_block={BLOCK}", "tlmm.tile_words=64", "lm_head=host-float32"]
+    """Small tiles: every matrix streams through in many, and a tile of qkv ends inside the first half of
+    a head, where a RoPE partner would be cut from its pair if pairs were not streamed side by side."""
+    base = Design.for_model(bitlinear_model.model_dir, "kv260", [f"prefill_block={BLOCK}"])
+    qkv, ports, head_dim = base.layout.matrices[0], base.config.weight_ports, base.model.head_dim
+    tile = next(t for t in range(64, 4096) if 0 < (t // qkv.wpr) * ports % head_dim < head_dim // 2)
+    overrides = [f"prefill_block={BLOCK}", f"tlmm.tile_words={tile}", "lm_head=host-float32"]
     design = Design.for_model(bitlinear_model.model_dir, "kv260", overrides)
-    assert 64 // design.layout.max_wpr < max(m.rows_per_stripe for m in design.layout.matrices)
+    assert tile // design.layout.max_wpr < max(m.rows_per_stripe for m in design.layout.matrices)
     return design.csim(cache_dir=tmp_path_factory.mktemp("prefill-tiled-cache"))
 
 

@@ -40,7 +40,12 @@ struct attention_defaults {
     static const unsigned kv_block = 16;  // R: positions per K/V block
     static const unsigned max_block = 16;  // B: queries of a prefill block
     static const unsigned max_context = 1024;
+    static constexpr float scale = 0.102062076f;  // the scores' factor: float32(head_dim ** -0.5) as numpy
 };
+
+// Iterations between two updates of one PV accumulator that the schedule may rely on (the generator
+// refuses a shape whose row_chunks x group x folds is smaller).
+static const unsigned ACC_DISTANCE = 16;
 
 enum kv_source { KV_STREAM = 0, KV_REPLAY = 1, KV_ONCHIP = 2 };
 
@@ -52,12 +57,15 @@ template <class C> struct attention_arrays {
     static const unsigned parts = head_chunks * folds;  // partial dot products of one score
     static const unsigned q_pad = C::heads * C::head_dim_pad;
     static const unsigned kv_pad = C::kv_heads * C::head_dim_pad;
+    static const unsigned q_sets = q_pad / C::lanes;  // a query row as sets of A lanes
     static const unsigned rows = C::kv_block;  // of one block
+    // Every array a pipelined loop reads many values of at once has those values' bank as a declared
+    // dimension (completely partitioned), so each access has a constant bank.
     typedef word_t kvbuf_t[2][C::kv_block][row_chunks][C::ports];
-    typedef float q_t[C::max_block][q_pad];
-    typedef uint16_t kvcur_t[C::max_block][kv_pad];
+    typedef float q_t[C::max_block][q_sets][C::lanes];  // value (h, d) at [h * head_dim_pad + d] in A lanes
+    typedef uint16_t kvcur_t[C::max_block][row_chunks][C::ports][HALVES_PER_WORD];  // as the stripes carry it
     typedef float state_t[C::max_block][C::heads];
-    typedef float acc_t[C::max_block][q_pad];
+    typedef float acc_t[C::max_block][q_sets][C::lanes];
     static_assert(C::chunk == HALVES_PER_WORD * C::ports, "a chunk is one word from every stripe");
     static_assert(C::chunk % C::lanes == 0, "lanes divide a chunk");
     static_assert(C::head_dim_pad % C::chunk == 0, "heads are padded to whole chunks");
@@ -65,47 +73,44 @@ template <class C> struct attention_arrays {
 };
 
 // One chunk of K or V values (fp16 bits -> float) for row t, chunk c: from the stripes (keeping the
-// words in kvbuf[which][t]), from kvbuf, or from the block's own cache row kvcur[own].
+// words in kvbuf[which][t]), from kvbuf, or from the block's own cache row kvcur[own]. The 16-bit
+// patterns are selected first, so one converter serves each value whatever its source.
 template <class C>
 void load_chunk(kv_source source, word_stream stripes[C::ports], typename attention_arrays<C>::kvbuf_t kvbuf,
                 const typename attention_arrays<C>::kvcur_t kvcur, unsigned which, unsigned t, unsigned own,
                 unsigned c, float values[C::chunk]) {
 #pragma HLS INLINE
-    if (source == KV_ONCHIP) {
-        for (unsigned v = 0; v < C::chunk; v++) {
-#pragma HLS UNROLL
-            values[v] = half_to_float(kvcur[own][c * C::chunk + v]);
-        }
-        return;
-    }
     for (unsigned p = 0; p < C::ports; p++) {
 #pragma HLS UNROLL
-        word_t w;
+        uint64_t lo = 0, hi = 0;
         if (source == KV_STREAM) {
-            w = stripes[p].read();
+            const word_t w = stripes[p].read();
             kvbuf[which][t][c][p] = w;
-        } else {
-            w = kvbuf[which][t][c][p];
+            lo = word_lo(w);
+            hi = word_hi(w);
+        } else if (source == KV_REPLAY) {
+            lo = word_lo(kvbuf[which][t][c][p]);
+            hi = word_hi(kvbuf[which][t][c][p]);
         }
-        const uint64_t lo = word_lo(w), hi = word_hi(w);
         for (unsigned h = 0; h < HALVES_PER_WORD; h++) {
 #pragma HLS UNROLL
-            const uint64_t half = h < 4 ? lo : hi;
-            values[HALVES_PER_WORD * p + h] = half_to_float(uint16_t(half >> (16 * (h & 3))));
+            const uint16_t bits = source == KV_ONCHIP ? kvcur[own][c][p][h]
+                                                      : uint16_t((h < 4 ? lo : hi) >> (16 * (h & 3)));
+            values[HALVES_PER_WORD * p + h] = half_to_float(bits);
         }
     }
 }
 
-// Fold f of a chunk's dot product with query head qh: A products as a tree.
+// Fold f of a chunk's dot product with query i's lane set `set`: A products as a tree.
 template <class C>
-inline float chunk_dot(const float q[attention_arrays<C>::q_pad], unsigned offset, const float values[C::chunk],
-                       unsigned f) {
+inline float chunk_dot(const typename attention_arrays<C>::q_t q, unsigned i, unsigned set,
+                       const float values[C::chunk], unsigned f) {
 #pragma HLS INLINE
     float prod[C::lanes];
 #pragma HLS ARRAY_PARTITION variable = prod complete
     for (unsigned a = 0; a < C::lanes; a++) {
 #pragma HLS UNROLL
-        prod[a] = q[offset + a] * values[f * C::lanes + a];
+        prod[a] = q[i][set][a] * values[f * C::lanes + a];
     }
     return tree_sum<C::lanes>::run(prod);
 }
@@ -116,16 +121,16 @@ inline float chunk_dot(const float q[attention_arrays<C>::q_pad], unsigned offse
 template <class C>
 void attend_block(kv_source source, word_stream stripes[C::ports], typename attention_arrays<C>::kvbuf_t kvbuf,
                   const typename attention_arrays<C>::kvcur_t kcur, const typename attention_arrays<C>::kvcur_t vcur,
-                  unsigned cached, unsigned own, unsigned own_first, const float q[C::max_block]
-                  [attention_arrays<C>::q_pad], unsigned i, typename attention_arrays<C>::state_t m,
-                  typename attention_arrays<C>::state_t l, float acc[C::max_block][attention_arrays<C>::q_pad]) {
+                  unsigned cached, unsigned own, unsigned own_first, const typename attention_arrays<C>::q_t q,
+                  unsigned i, typename attention_arrays<C>::state_t m, typename attention_arrays<C>::state_t l,
+                  typename attention_arrays<C>::acc_t acc) {
     typedef attention_arrays<C> AA;
     const unsigned H = C::heads, R = AA::rows, G = AA::group, F = AA::folds, HC = AA::head_chunks;
     const unsigned iters = AA::row_chunks * G * F;  // per row
     const unsigned max_iters = R * AA::row_chunks * AA::group * AA::folds, max_scores = R * C::heads;
     (void)max_iters;
     (void)max_scores;
-    const float scale = (float)(1.0 / std::sqrt((double)C::head_dim));  // as numpy: float32(d ** -0.5)
+    const unsigned SETS = C::head_dim_pad / C::lanes;  // lane sets of one head
     const unsigned rows = cached + own;
     float psum[R][H][AA::parts];
 #pragma HLS ARRAY_PARTITION variable = psum complete dim = 3
@@ -145,7 +150,7 @@ QK:
             load_chunk<C>(t < cached ? source : KV_ONCHIP, stripes, kvbuf, kcur, 0, t, own_first + t - cached, c,
                           values);
         const unsigned kvh = c / HC, sub = c % HC, qh = kvh * G + gq;
-        psum[t][qh][sub * F + f] = chunk_dot<C>(q[i], qh * C::head_dim_pad + sub * C::chunk + f * C::lanes, values, f);
+        psum[t][qh][sub * F + f] = chunk_dot<C>(q, i, qh * SETS + sub * F + f, values, f);
         if (f == F - 1) {
             f = 0;
             if (gq == G - 1) {
@@ -169,7 +174,10 @@ SCORES:
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_scores
         TELLME_COUNT("attention_scores");
-        p[st][sh] = tree_sum<AA::parts>::run(psum[st][sh]) * scale;  // the score, until EXPS replaces it
+        float part[AA::parts];
+#pragma HLS ARRAY_PARTITION variable = part complete
+        for (unsigned k = 0; k < AA::parts; k++) part[k] = psum[st][sh][k];
+        p[st][sh] = tree_sum<AA::parts>::run(part) * C::scale;  // the score, until EXPS replaces it
         if (sh == H - 1) {
             sh = 0;
             st++;
@@ -194,7 +202,8 @@ EXPS:
     for (unsigned it = 0; it < rows * H; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_scores
-        TELLME_COUNT("attention_exps");
+#pragma HLS DEPENDENCE variable = p inter false
+        TELLME_COUNT("attention_exps");  // each element read and rewritten by its own iteration only
         p[et][eh] = exp_poly(p[et][eh] - m[i][eh]);
         if (eh == H - 1) {
             eh = 0;
@@ -220,20 +229,20 @@ PV:
     for (unsigned it = 0; it < rows * iters; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
-#pragma HLS DEPENDENCE variable = acc inter false
+#pragma HLS DEPENDENCE variable = acc inter RAW true distance = ACC_DISTANCE
         TELLME_COUNT("attention_pv");
-        // An accumulator element is updated once per row, row_chunks x group x folds iterations apart
-        // (at least MIN_ACC_DISTANCE: the generator checks), so no update can overtake another.
+        // An accumulator element is updated once per row, row_chunks x group x folds iterations apart:
+        // at least ACC_DISTANCE (the generator checks), which the schedule is told.
         if (gq == 0 && f == 0)
             load_chunk<C>(t < cached ? source : KV_ONCHIP, stripes, kvbuf, vcur, 1, t, own_first + t - cached, c,
                           values);
         const unsigned kvh = c / HC, sub = c % HC, qh = kvh * G + gq;
-        const unsigned base = qh * C::head_dim_pad + sub * C::chunk + f * C::lanes;
+        const unsigned set = qh * SETS + sub * F + f;
         const float weight = p[t][qh], rescale = corr[qh];
         for (unsigned a = 0; a < C::lanes; a++) {
 #pragma HLS UNROLL
-            const float old = t == 0 ? acc[i][base + a] * rescale : acc[i][base + a];
-            acc[i][base + a] = old + weight * values[f * C::lanes + a];
+            const float old = t == 0 ? acc[i][set][a] * rescale : acc[i][set][a];
+            acc[i][set][a] = old + weight * values[f * C::lanes + a];
         }
         if (f == F - 1) {
             f = 0;
@@ -257,28 +266,28 @@ PV:
 // Reset the online softmax of queries 0 .. b-1.
 template <class C>
 void attention_init(unsigned b, typename attention_arrays<C>::state_t m, typename attention_arrays<C>::state_t l,
-                    float acc[C::max_block][attention_arrays<C>::q_pad]) {
-    const unsigned max_iters = C::max_block * attention_arrays<C>::q_pad / C::lanes;
+                    typename attention_arrays<C>::acc_t acc) {
+    const unsigned SETS = attention_arrays<C>::q_sets, max_iters = C::max_block * SETS;
     (void)max_iters;
+    unsigned i = 0, set = 0;
 ATTENTION_INIT:
-    for (unsigned it = 0; it < b * attention_arrays<C>::q_pad / C::lanes; it++) {
+    for (unsigned it = 0; it < b * SETS; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
         TELLME_COUNT("attention_init");
-        const unsigned i = it / (attention_arrays<C>::q_pad / C::lanes);
-        const unsigned base = (it % (attention_arrays<C>::q_pad / C::lanes)) * C::lanes;
         for (unsigned a = 0; a < C::lanes; a++) {
 #pragma HLS UNROLL
-            acc[i][base + a] = 0.0f;
+            acc[i][set][a] = 0.0f;
         }
-        if (base < C::heads) {
-            for (unsigned a = 0; a < C::lanes; a++) {
-#pragma HLS UNROLL
-                if (base + a < C::heads) {
-                    m[i][base + a] = -INFINITY;
-                    l[i][base + a] = 0.0f;
-                }
-            }
+        if (set < C::heads) {  // a query's first `heads` iterations also reset its m and l
+            m[i][set] = -INFINITY;
+            l[i][set] = 0.0f;
+        }
+        if (set == SETS - 1) {
+            set = 0;
+            i++;
+        } else {
+            set++;
         }
     }
 }
@@ -286,7 +295,7 @@ ATTENTION_INIT:
 // out[i][qh * head_dim + d] = acc / l for d < head_dim (the padding dropped), one value a cycle.
 template <class C, unsigned OUT_DIM>
 void attention_output(unsigned i, const typename attention_arrays<C>::state_t l,
-                      const float acc[C::max_block][attention_arrays<C>::q_pad], float out[C::max_block][OUT_DIM],
+                      const typename attention_arrays<C>::acc_t acc, float out[C::max_block][OUT_DIM],
                       unsigned offset) {
     const unsigned total = C::heads * C::head_dim;
     unsigned h = 0, d = 0;
@@ -294,7 +303,8 @@ ATTENTION_OUT:
     for (unsigned it = 0; it < total; it++) {
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("attention_out");
-        out[i][offset + it] = acc[i][h * C::head_dim_pad + d] / l[i][h];
+        const unsigned at = h * C::head_dim_pad + d;
+        out[i][offset + it] = acc[i][at / C::lanes][at % C::lanes] / l[i][h];
         if (d == C::head_dim - 1) {
             d = 0;
             h++;

@@ -33,7 +33,18 @@
 #define TELLME_TILE_STORAGE uram  // the TLMM's prefill tile buffer
 #endif
 #ifndef TELLME_FIFO_STORAGE
-#define TELLME_FIFO_STORAGE uram  // the stripe FIFOs between prefetcher and engine
+#define TELLME_FIFO_STORAGE uram  // the FIFOs between prefetcher and engine
+#endif
+#ifndef TELLME_ACT_STORAGE
+#define TELLME_ACT_STORAGE uram  // the engine's activations (residual stream, attention output, gate x up)
+#endif
+
+// The engine's large buffers are static in the C simulation (they do not fit a thread's stack) and plain
+// locals in synthesis: no state lives across calls, and URAM cannot be initialised (UG1399).
+#ifdef __SYNTHESIS__
+#define TELLME_STATIC
+#else
+#define TELLME_STATIC static
 #endif
 
 namespace tellme {
@@ -120,7 +131,7 @@ inline float exp_poly(float x) {
     p = p * f + 0.24022983f;
     p = p * f + 0.693147004f;
     p = p * f + 1.0f;
-    return bits_to_float(uint32_t(int32_t(float_to_bits(p)) + (int32_t(k) << 23)));
+    return bits_to_float(uint32_t(int32_t(float_to_bits(p)) + int32_t(k) * (1 << 23)));  // k < 0 too
 }
 
 #ifdef TELLME_PROFILE

@@ -31,6 +31,7 @@ struct raw_sink {
     void put(raw_buffers &bf, unsigned tok, unsigned row, tellme::acc_t acc, float s_x) {
         bf.y[tok][row] = float(int(acc)) / s_x;
     }
+    void finish(raw_buffers &) {}
 };
 
 extern "C" {
@@ -100,7 +101,7 @@ TELLME_EXPORT int tellme_csim_matrix(const void *bytes, unsigned rows, unsigned 
     for (unsigned t = 0; t < b; t++) {
         scales[t] = s_x[t];
         for (unsigned g = 0; g < groups; g++)
-            for (unsigned k = 0; k < 3; k++) xqa[t][g][k] = xq[(size_t(t) * groups + g) * 3 + k];
+            for (unsigned k = 0; k < 3; k++) xqa[t][g / 5][g % 5][k] = xq[(size_t(t) * groups + g) * 3 + k];
     }
     tellme::word_stream streams[TL::ports];
     std::vector<word_t> words;

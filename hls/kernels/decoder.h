@@ -34,106 +34,183 @@ namespace tellme {
 
 enum decoder_status { DECODER_OK = 0, DECODER_BAD_RANGE = 1 };
 enum step_kind { STEP_QKV = 0, STEP_O = 1, STEP_GATEUP = 2, STEP_DOWN = 3, STEP_FINAL = 4 };
-enum norm_index { NORM_INPUT = 0, NORM_POST = 1, NORM_ATTN_SUB = 2, NORM_FFN_SUB = 3, NORM_FINAL = 4 };
 enum scale_index { S_Q = 0, S_K = 1, S_V = 2, S_O = 3, S_GATE = 4, S_UP = 5, S_DOWN = 6 };
 
 // The engine's on-chip buffers, one struct so that the TLMM's dequantisation can reach the ones its
 // step writes. act holds each token's residual stream h, attention output and gate x up product.
 template <class M> struct engine_buffers {
+    typedef attention_arrays<typename M::attention> AA;
     static const unsigned B = M::tlmm::max_block;
     float act[B][M::act_dim];
-    float q[B][attention_arrays<typename M::attention>::q_pad];  // rotated queries, heads padded
-    uint16_t kcur[B][attention_arrays<typename M::attention>::kv_pad];  // the block's K rows (fp16)
-    uint16_t vcur[B][attention_arrays<typename M::attention>::kv_pad];
+    typename AA::q_t q;  // rotated queries, heads padded
+    typename AA::kvcur_t kcur;  // the block's K rows (fp16), as the stripes carry them
+    typename AA::kvcur_t vcur;
     float rope_cos[B][M::rope_half_pad];
     float rope_sin[B][M::rope_half_pad];
-    float saved[M::tlmm::token_lanes][M::head_dim / 2];  // first halves of a head, waiting for RoPE partners
-    float gate[M::tlmm::token_lanes];  // a gate value, waiting for its up row
 };
 
-// What a matrix's dequantised outputs do: the tail of the step (see the file comment).
+// What a matrix's dequantised outputs do: the tail of the step (see the file comment). One put a cycle,
+// from the TLMM's lookup loop; each writes at most one value to each array, and what it keeps from one
+// put to the next is in registers. Pairs of rows arrive as consecutive puts (the TLMM puts a row-step's
+// P rows of one token in order, P even):
+//   qkv     q and k rows come in RoPE pairs (tellme.models.ddr_image: value d, then d + head_dim/2); the
+//           first waits in `first`, the second rotates both, writes its own and holds the other, which
+//           the next put writes (its own write, if any, goes to another array) or finish() does
+//   gateup  a gate row waits in `gate` for its up row
+//   o, down y goes to the step's input region of act (consumed by the step's norm); residual() adds it
 template <class M> struct step_sink {
     unsigned kind;
-    float scales[8];
+    float s_q, s_k, s_v, s_o, s_gate, s_up, s_down;  // the step's weight divisors
+    float gate, first, held;
+    unsigned held_tok, held_at;
+    bool held_key, holding;
 
-    void rope(engine_buffers<M> &bf, unsigned tok, unsigned r, float y, bool key) {
+    void set_scales(const float scales[8]) {
+        s_q = scales[S_Q];
+        s_k = scales[S_K];
+        s_v = scales[S_V];
+        s_o = scales[S_O];
+        s_gate = scales[S_GATE];
+        s_up = scales[S_UP];
+        s_down = scales[S_DOWN];
+        holding = false;
+    }
+
+    static void store(engine_buffers<M> &bf, unsigned tok, unsigned at, float value, bool key) {
 #pragma HLS INLINE
-        const unsigned half = M::head_dim / 2, h = r / M::head_dim, d = r % M::head_dim;
-        const unsigned tl = tok % M::tlmm::token_lanes;
-        if (d < half) {
-            bf.saved[tl][d] = y;
-            return;
-        }
-        const float x1 = bf.saved[tl][d - half], x2 = y;
-        const float c = bf.rope_cos[tok][d - half], s = bf.rope_sin[tok][d - half];
-        const float first = x1 * c + (-x2) * s, second = x2 * c + x1 * s;
-        const unsigned base = h * M::head_dim_pad;
+        const unsigned L = M::attention::lanes, CH = M::attention::chunk;
         if (key) {
-            bf.kcur[tok][base + d - half] = float_to_half(first);
-            bf.kcur[tok][base + d] = float_to_half(second);
+            bf.kcur[tok][at / CH][(at % CH) / HALVES_PER_WORD][at % HALVES_PER_WORD] = float_to_half(value);
         } else {
-            bf.q[tok][base + d - half] = first;
-            bf.q[tok][base + d] = second;
+            bf.q[tok][at / L][at % L] = value;
         }
+    }
+
+    void flush(engine_buffers<M> &bf) {
+#pragma HLS INLINE
+        if (holding) store(bf, held_tok, held_at, held, held_key);
+        holding = false;
     }
 
     void put(engine_buffers<M> &bf, unsigned tok, unsigned row, acc_t acc, float s_x) {
 #pragma HLS INLINE
-        const float value = float(int(acc));
-        if (kind == STEP_QKV) {
-            if (row < M::q_size) {
-                rope(bf, tok, row, value / (s_x * scales[S_Q]), false);
-            } else if (row < M::q_size + M::kv_size) {
-                rope(bf, tok, row - M::q_size, value / (s_x * scales[S_K]), true);
-            } else if (row < M::q_size + 2 * M::kv_size) {
-                const unsigned r = row - M::q_size - M::kv_size;
-                const float y = value / (s_x * scales[S_V]);
-                bf.vcur[tok][(r / M::head_dim) * M::head_dim_pad + r % M::head_dim] = float_to_half(y);
+        const unsigned half = M::head_dim / 2;
+        const bool rope_row = kind == STEP_QKV && row < M::q_size + M::kv_size;
+        const float s_w = kind == STEP_QKV ? (row < M::q_size ? s_q : row < M::q_size + M::kv_size ? s_k : s_v)
+                        : kind == STEP_GATEUP ? (row % 2 ? s_up : s_gate)
+                        : kind == STEP_O ? s_o : s_down;
+        const float y = float(int(acc)) / (s_x * s_w);  // one divider for every step
+        if (!(rope_row && row % 2)) flush(bf);  // the second of a pair writes its own value instead
+        if (rope_row) {
+            const bool key = row >= M::q_size;
+            const unsigned r = key ? row - M::q_size : row, pair = r / 2;
+            const unsigned d = pair % half, base = (pair / half) * M::head_dim_pad;
+            if (r % 2 == 0) {
+                first = y;
+            } else {
+                const float x1 = first, x2 = y;
+                const float c = bf.rope_cos[tok][d], s = bf.rope_sin[tok][d];
+                store(bf, tok, base + d + half, x2 * c + x1 * s, key);
+                held = x1 * c + (-x2) * s;
+                held_tok = tok;
+                held_at = base + d;
+                held_key = key;
+                holding = true;
+            }
+        } else if (kind == STEP_QKV) {
+            const unsigned r = row - M::q_size - M::kv_size;
+            if (r < M::kv_size) {
+                const unsigned at = (r / M::head_dim) * M::head_dim_pad + r % M::head_dim;
+                const unsigned CH = M::attention::chunk;
+                bf.vcur[tok][at / CH][(at % CH) / HALVES_PER_WORD][at % HALVES_PER_WORD] = float_to_half(y);
             }
         } else if (kind == STEP_GATEUP) {
-            const unsigned tl = tok % M::tlmm::token_lanes;
             if (row < 2 * M::intermediate) {
-                if (row % 2 == 0) {
-                    bf.gate[tl] = value / (s_x * scales[S_GATE]);
-                } else {
-                    const float up = value / (s_x * scales[S_UP]);
-                    bf.act[tok][M::act_m + row / 2] = activate(bf.gate[tl], M::act) * up;
-                }
+                if (row % 2 == 0) gate = y;
+                else bf.act[tok][M::act_m + row / 2] = activate(gate, M::act) * y;
             }
-        } else if (row < M::hidden) {  // o, down: the residual add
-            const float y = value / (s_x * scales[kind == STEP_O ? S_O : S_DOWN]);
-            bf.act[tok][row] = bf.act[tok][row] + y;
+        } else if (row < M::hidden) {  // o, down: into the step's input region, added by residual()
+            bf.act[tok][(kind == STEP_O ? M::act_att : M::act_m) + row] = y;
         }
     }
+
+    void finish(engine_buffers<M> &bf) { flush(bf); }
 };
 
-// n words of four floats from io into dst[row][0 .. n*4).
-template <class M, unsigned ROWS, unsigned DIM>
-void read_floats(word_stream &io, unsigned words, float dst[ROWS][DIM], unsigned row, unsigned offset) {
-    const unsigned max_words = DIM / FLOATS_PER_WORD;
-    (void)max_words;
-READ_FLOATS:
-    for (unsigned i = 0; i < words; i++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_words
-        TELLME_COUNT("read_floats");
-        const word_t w = io.read();
-        const uint64_t lo = word_lo(w), hi = word_hi(w);
-        for (unsigned k = 0; k < FLOATS_PER_WORD; k++) {
+// h += the o or down output left in act from `from` (a multiple of the lanes), V lanes a cycle. Each
+// bank is read twice and written once an iteration, so the loop runs at II=2.
+template <class M> void residual(float act[M::tlmm::max_block][M::act_dim], unsigned b, unsigned from) {
+    const unsigned V = M::elementwise::lanes, sets = (M::hidden + V - 1) / V, base = from / V;
+    const unsigned max_iters = M::tlmm::max_block * sets;
+    (void)max_iters;
+    unsigned t = 0, i = 0;
+RESIDUAL:
+    for (unsigned it = 0; it < b * sets; it++) {
+#pragma HLS PIPELINE II = 2
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("residual");
+        for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
-            dst[row][offset + FLOATS_PER_WORD * i + k] = word_float(lo, hi, k);
+            if (V * i + v < M::hidden) act[t][V * i + v] = act[t][V * i + v] + act[t][V * (base + i) + v];
+        }
+        if (i == sets - 1) {
+            i = 0;
+            t++;
+        } else {
+            i++;
+        }
+    }
+}
+
+// `words` words of four floats from io into dst[row] from `offset` (a multiple of V), written as whole
+// lane sets of V floats: dst is cyclically partitioned by V, and a lane set's V writes land in its V
+// banks, one each, whatever the offset (a gearbox: four floats arrive a cycle, V leave when V are
+// there; one more iteration writes the last set, completed with zeros, into the region's padding).
+template <class M, unsigned V, unsigned ROWS, unsigned DIM>
+void read_floats(word_stream &io, unsigned words, float dst[ROWS][DIM], unsigned row, unsigned offset) {
+    const unsigned F = FLOATS_PER_WORD, max_iters = DIM / F + 1;
+    (void)max_iters;
+    float buf[V + F - 1];
+#pragma HLS ARRAY_PARTITION variable = buf complete
+    unsigned have = 0, set = offset / V;
+READ_FLOATS:
+    for (unsigned i = 0; i <= words; i++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("read_floats");
+        if (i < words) {
+            const word_t w = io.read();
+            const uint64_t lo = word_lo(w), hi = word_hi(w);
+            for (unsigned k = 0; k < F; k++) {
+#pragma HLS UNROLL
+                buf[have + k] = word_float(lo, hi, k);
+            }
+            have += F;
+        }
+        if (have >= V || (i == words && have > 0)) {
+            for (unsigned v = 0; v < V; v++) {
+#pragma HLS UNROLL
+                dst[row][V * set + v] = v < have ? buf[v] : 0.0f;
+            }
+            for (unsigned v = 0; v < F - 1; v++) {
+#pragma HLS UNROLL
+                buf[v] = buf[v + V];
+            }
+            have = have > V ? have - V : 0;
+            set++;
         }
     }
 }
 
 // A layer's params: the four norm weights and the seven weight divisors (ddr_image's param layout).
+// The norm weights sit one after another in normw (offsets M::norm_offset_*, multiples of the lanes).
 template <class M>
-void read_layer_params(word_stream &io, float normw[5][M::norm_dim], float scales[8]) {
+void read_layer_params(word_stream &io, float normw[1][M::norm_total], float scales[8]) {
     const unsigned F = FLOATS_PER_WORD;
-    read_floats<M, 5, M::norm_dim>(io, M::hidden_pad / F, normw, NORM_INPUT, 0);
-    read_floats<M, 5, M::norm_dim>(io, M::hidden_pad / F, normw, NORM_POST, 0);
-    read_floats<M, 5, M::norm_dim>(io, M::q_size_pad / F, normw, NORM_ATTN_SUB, 0);
-    read_floats<M, 5, M::norm_dim>(io, M::intermediate_pad / F, normw, NORM_FFN_SUB, 0);
+    read_floats<M, M::elementwise::lanes, 1, M::norm_total>(io, M::hidden_pad / F, normw, 0, M::norm_offset_input);
+    read_floats<M, M::elementwise::lanes, 1, M::norm_total>(io, M::hidden_pad / F, normw, 0, M::norm_offset_post);
+    read_floats<M, M::elementwise::lanes, 1, M::norm_total>(io, M::q_size_pad / F, normw, 0, M::norm_offset_attn_sub);
+    read_floats<M, M::elementwise::lanes, 1, M::norm_total>(io, M::intermediate_pad / F, normw, 0, M::norm_offset_ffn_sub);
 READ_SCALES:
     for (unsigned i = 0; i < 2; i++) {
 #pragma HLS PIPELINE II = 1
@@ -145,78 +222,95 @@ READ_SCALES:
 }
 
 // The block's K and V rows (fp16) to the cache in DDR: stripe p's share of a row is the words p of its
-// chunks (ddr_image's K/V layout), written through kv_out.
+// chunks (ddr_image's K/V layout), written through kv_out. One inner loop per (token, K or V, stripe)
+// writes that share's RW consecutive words: one burst each.
 template <class M>
 void write_kv(const engine_buffers<M> &bf, unsigned layer, unsigned first, unsigned b, word_t *kv_out) {
-    const unsigned P = M::ports, RW = M::kv_row_words, CH = M::attention::chunk;
-    const unsigned per_token = 2 * P * RW;
-    const unsigned max_iters = M::tlmm::max_block * 2 * M::ports * M::kv_row_words;
-    (void)max_iters;
-    unsigned w = 0, p = 0, which = 0, tok = 0;
-WRITE_KV:
-    for (unsigned it = 0; it < b * per_token; it++) {
-#pragma HLS PIPELINE II = 1
-#pragma HLS LOOP_TRIPCOUNT max = max_iters
-        TELLME_COUNT("write_kv");
+    const unsigned P = M::ports, RW = M::kv_row_words;
+    const unsigned max_shares = M::tlmm::max_block * 2 * M::ports, max_words = M::kv_row_words;
+    (void)max_shares;
+    (void)max_words;
+    unsigned p = 0, which = 0, tok = 0;
+WRITE_KV_SHARES:
+    for (unsigned n = 0; n < b * 2 * P; n++) {
+#pragma HLS LOOP_TRIPCOUNT max = max_shares
         const unsigned pos = first + tok, block = pos / M::kv_block, r = pos % M::kv_block;
-        const unsigned offset = p * M::kv_stripe_words + layer * M::kv_layer_words +
-                                (block * 2 * M::kv_block + r + (which ? M::kv_block : 0)) * RW + w;
-        uint64_t lo = 0, hi = 0;
-        for (unsigned h = 0; h < HALVES_PER_WORD; h++) {
+        const unsigned base = p * M::kv_stripe_words + layer * M::kv_layer_words +
+                              (block * 2 * M::kv_block + r + (which ? M::kv_block : 0)) * RW;
+    WRITE_KV:
+        for (unsigned w = 0; w < RW; w++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_words
+            TELLME_COUNT("write_kv");
+            uint64_t lo = 0, hi = 0;
+            for (unsigned h = 0; h < HALVES_PER_WORD; h++) {
 #pragma HLS UNROLL
-            const unsigned v = w * CH + HALVES_PER_WORD * p + h;
-            const uint64_t bits = which ? bf.vcur[tok][v] : bf.kcur[tok][v];
-            if (h < 4) lo |= bits << (16 * h);
-            else hi |= bits << (16 * (h - 4));
+                const uint64_t bits = which ? bf.vcur[tok][w][p][h] : bf.kcur[tok][w][p][h];
+                if (h < 4) lo |= bits << (16 * h);
+                else hi |= bits << (16 * (h - 4));
+            }
+            kv_out[base + w] = make_word(lo, hi);
         }
-        kv_out[offset] = make_word(lo, hi);
-        if (w == RW - 1) {
-            w = 0;
-            if (p == P - 1) {
-                p = 0;
-                if (which == 1) {
-                    which = 0;
-                    tok++;
-                } else {
-                    which = 1;
-                }
+        if (p == P - 1) {
+            p = 0;
+            if (which == 1) {
+                which = 0;
+                tok++;
             } else {
-                p++;
+                which = 1;
             }
         } else {
-            w++;
+            p++;
         }
     }
 }
 
-// Hidden states out: row `row` of out, four floats a word.
+// Hidden states out: row `row` of out, four floats a word, read from y a lane set of V at a time (a
+// gearbox, the reverse of read_floats'), so each read of y has its bank.
 template <class M>
 void write_hidden(const float y[1][M::norm_dim], unsigned row, word_t *out) {
-    const unsigned words = M::hidden_pad / FLOATS_PER_WORD;
+    const unsigned V = M::elementwise::lanes, F = FLOATS_PER_WORD, words = M::hidden_pad / F;
+    float buf[V + F - 1];
+#pragma HLS ARRAY_PARTITION variable = buf complete
+    unsigned have = 0, set = 0;
 WRITE_HIDDEN:
     for (unsigned i = 0; i < words; i++) {
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("write_hidden");
-        uint64_t lo = 0, hi = 0;
-        for (unsigned k = 0; k < FLOATS_PER_WORD; k++) {
+        if (have < F) {
+            for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
-            const unsigned idx = FLOATS_PER_WORD * i + k;
-            const uint64_t bits = idx < M::hidden ? uint64_t(float_to_bits(y[0][idx])) : 0;
+                buf[have + v] = y[0][V * set + v];
+            }
+            have += V;
+            set++;
+        }
+        uint64_t lo = 0, hi = 0;
+        for (unsigned k = 0; k < F; k++) {
+#pragma HLS UNROLL
+            const uint64_t bits = F * i + k < M::hidden ? uint64_t(float_to_bits(buf[k])) : 0;
             if (k < 2) lo |= bits << (32 * k);
             else hi |= bits << (32 * (k - 2));
         }
         out[row * words + i] = make_word(lo, hi);
+        for (unsigned v = 0; v + F < V + F - 1; v++) {
+#pragma HLS UNROLL
+            buf[v] = buf[v + F];
+        }
+        have -= F;
     }
 }
 
 // The int8 vector the LM head reads, 16 values a word, from the final norm's groups of three.
-template <class M, unsigned B, unsigned G>
-void head_vector(const int8_t xq[B][G][3], unsigned tok, int8_t xh[M::head_values]) {
+template <class M, unsigned B, unsigned G5>
+void head_vector(const int8_t xq[B][G5][5][3], unsigned tok,
+                 int8_t xh[M::head_values / INT8_PER_WORD][INT8_PER_WORD]) {
 HEAD_VECTOR:
     for (unsigned i = 0; i < M::head_values; i++) {
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("head_vector");
-        xh[i] = i < M::hidden ? xq[tok][i / 3][i % 3] : int8_t(0);
+        const unsigned g = i / 3;
+        xh[i / INT8_PER_WORD][i % INT8_PER_WORD] = i < M::hidden ? xq[tok][g / 5][g % 5][i % 3] : int8_t(0);
     }
 }
 
@@ -232,29 +326,37 @@ void engine(word_stream stripes[M::ports], word_stream &io, word_t *kv_out, word
     typedef attention_arrays<AT> AA;
     const unsigned B = TL::max_block;
 
-    static engine_buffers<M> bf;
-    static float normw[5][M::norm_dim];
-    static float y[1][M::norm_dim];
-    static int8_t xq[B][TA::max_groups][3];
-    static int8_t xh[M::head_values];
-    static float s_x[B];
-    static entry_t table[TL::token_lanes][WORD_INDICES][TL::max_wpr][TABLE_ENTRIES];
-    static word_t tile[TL::ports][TL::tile_words];
-    static word_t kvbuf[2][AT::kv_block][AA::row_chunks][AT::ports];
-    static float att_m[B][AT::heads], att_l[B][AT::heads];
-    static float att_acc[B][AA::q_pad];
-    const unsigned lanes = AT::lanes, chunk = AT::chunk;  // pragma values
-    (void)lanes;
-    (void)chunk;
-#pragma HLS ARRAY_PARTITION variable = bf.act cyclic factor = 15 dim = 2
-#pragma HLS ARRAY_PARTITION variable = bf.q cyclic factor = lanes dim = 2
-#pragma HLS ARRAY_PARTITION variable = bf.kcur cyclic factor = chunk dim = 2
-#pragma HLS ARRAY_PARTITION variable = bf.vcur cyclic factor = chunk dim = 2
-#pragma HLS ARRAY_PARTITION variable = normw cyclic factor = 15 dim = 2
-#pragma HLS ARRAY_PARTITION variable = y cyclic factor = 15 dim = 2
-#pragma HLS ARRAY_PARTITION variable = xq cyclic factor = 5 dim = 2
+    TELLME_STATIC engine_buffers<M> bf;
+    TELLME_STATIC float normw[1][M::norm_total];
+    TELLME_STATIC float y[1][M::norm_dim];
+    TELLME_STATIC typename TA::xq_t xq;
+    TELLME_STATIC int8_t xh[M::head_values / INT8_PER_WORD][INT8_PER_WORD];
+    float s_x[B];
+    TELLME_STATIC typename TA::table_t table;
+    TELLME_STATIC typename TA::tile_t tile;
+    TELLME_STATIC typename AA::kvbuf_t kvbuf;
+    float att_m[B][AT::heads], att_l[B][AT::heads];
+    TELLME_STATIC typename AA::acc_t att_acc;
+    const unsigned ew = EW::lanes;  // pragma value
+    (void)ew;
+    // Banks (hls/fit.py counts them): an array read or written many values a cycle has them in a
+    // completely partitioned dimension, or cyclic banks indexed V * i + v, so every access has its bank.
+#pragma HLS ARRAY_PARTITION variable = bf.act cyclic factor = ew dim = 2
+    TELLME_PRAGMA(HLS BIND_STORAGE variable = bf.act type = ram_t2p impl = TELLME_ACT_STORAGE)
+#pragma HLS ARRAY_PARTITION variable = bf.q complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = bf.kcur complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = bf.kcur complete dim = 4
+#pragma HLS BIND_STORAGE variable = bf.kcur type = ram_s2p impl = lutram
+#pragma HLS ARRAY_PARTITION variable = bf.vcur complete dim = 3
+#pragma HLS ARRAY_PARTITION variable = bf.vcur complete dim = 4
+#pragma HLS BIND_STORAGE variable = bf.vcur type = ram_s2p impl = lutram
+#pragma HLS ARRAY_PARTITION variable = bf.rope_cos cyclic factor = 4 dim = 2
+#pragma HLS ARRAY_PARTITION variable = bf.rope_sin cyclic factor = 4 dim = 2
+#pragma HLS ARRAY_PARTITION variable = normw cyclic factor = ew dim = 2
+#pragma HLS ARRAY_PARTITION variable = y cyclic factor = ew dim = 2
 #pragma HLS ARRAY_PARTITION variable = xq complete dim = 3
-#pragma HLS ARRAY_PARTITION variable = xh cyclic factor = 16
+#pragma HLS ARRAY_PARTITION variable = xq complete dim = 4
+#pragma HLS ARRAY_PARTITION variable = xh complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = table complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = table complete dim = 2
 #pragma HLS ARRAY_RESHAPE variable = table complete dim = 4
@@ -262,37 +364,47 @@ void engine(word_stream stripes[M::ports], word_stream &io, word_t *kv_out, word
 #pragma HLS ARRAY_PARTITION variable = tile complete dim = 1
     TELLME_PRAGMA(HLS BIND_STORAGE variable = tile type = ram_s2p impl = TELLME_TILE_STORAGE)
 #pragma HLS ARRAY_PARTITION variable = kvbuf complete dim = 4
-#pragma HLS ARRAY_PARTITION variable = att_acc cyclic factor = lanes dim = 2
+#pragma HLS BIND_STORAGE variable = kvbuf type = ram_s2p impl = bram
+#pragma HLS ARRAY_PARTITION variable = att_acc complete dim = 3
 
     const unsigned F = FLOATS_PER_WORD;
 EMBEDDINGS:
     for (unsigned t = 0; t < b; t++) {
 #pragma HLS LOOP_TRIPCOUNT max = B
-        read_floats<M, B, M::act_dim>(io, M::hidden_pad / F, bf.act, t, 0);
+        read_floats<M, M::elementwise::lanes, B, M::act_dim>(io, M::hidden_pad / F, bf.act, t, 0);
     }
 ROPE_ROWS:
     for (unsigned t = 0; t < 2 * b; t++) {
 #pragma HLS LOOP_TRIPCOUNT max = 2 * B
-        if (t < b) read_floats<M, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_cos, t, 0);
-        else read_floats<M, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_sin, t - b, 0);
+        if (t < b) read_floats<M, F, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_cos, t, 0);
+        else read_floats<M, F, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_sin, t - b, 0);
     }
 
     step_sink<M> sink;
+    sink.holding = false;
+    float scales[8];
+#pragma HLS ARRAY_PARTITION variable = scales complete
     const unsigned steps = 4 * M::layers + 1;
 STEPS:
     for (unsigned step = 0; step < steps; step++) {
 #pragma HLS LOOP_TRIPCOUNT max = steps
         const unsigned layer = step / 4;
         const unsigned kind = step == steps - 1 ? unsigned(STEP_FINAL) : step % 4;
-        if (kind == STEP_QKV) read_layer_params<M>(io, normw, sink.scales);
-        if (kind == STEP_FINAL) read_floats<M, 5, M::norm_dim>(io, M::hidden_pad / F, normw, NORM_FINAL, 0);
+        if (kind == STEP_QKV) {
+            read_layer_params<M>(io, normw, scales);
+            sink.set_scales(scales);
+        }
+        if (kind == STEP_FINAL)
+            read_floats<M, M::elementwise::lanes, 1, M::norm_total>(io, M::hidden_pad / F, normw, 0,
+                                                                    M::norm_offset_final);
         sink.kind = kind;
 
         // the step's norm and quantisation, one token at a time (one call site)
         const unsigned src = kind == STEP_O ? M::act_att : kind == STEP_DOWN ? M::act_m : 0u;
         const unsigned n = kind == STEP_O ? M::q_size : kind == STEP_DOWN ? M::intermediate : M::hidden;
-        const unsigned which = kind == STEP_QKV ? NORM_INPUT : kind == STEP_O ? NORM_ATTN_SUB
-                             : kind == STEP_GATEUP ? NORM_POST : kind == STEP_DOWN ? NORM_FFN_SUB : NORM_FINAL;
+        const unsigned woffset = kind == STEP_QKV ? M::norm_offset_input : kind == STEP_O ? M::norm_offset_attn_sub
+                               : kind == STEP_GATEUP ? M::norm_offset_post : kind == STEP_DOWN ? M::norm_offset_ffn_sub
+                               : M::norm_offset_final;
         const unsigned wpr = kind == STEP_QKV ? M::qkv_wpr : kind == STEP_O ? M::o_wpr
                            : kind == STEP_GATEUP ? M::gateup_wpr : kind == STEP_DOWN ? M::down_wpr : M::final_wpr;
         const unsigned rows = kind == STEP_QKV ? M::qkv_rows : kind == STEP_O ? M::o_rows
@@ -300,14 +412,15 @@ STEPS:
     NORM_TOKENS:
         for (unsigned t = 0; t < b; t++) {
 #pragma HLS LOOP_TRIPCOUNT max = B
-            s_x[t] = norm_quant<EW, B, M::act_dim, 5, M::norm_dim, B, TA::max_groups>(
-                bf.act, t, src, normw, which, M::eps, n, wpr * WORD_INDICES, y, xq, t);
+            s_x[t] = norm_quant<EW, B, M::act_dim, M::norm_total, M::norm_dim, B, TA::max_groups>(
+                bf.act, t, src, normw, woffset, M::eps, n, wpr * WORD_INDICES, y, xq, t);
             if (kind == STEP_FINAL && !M::lm_head) write_hidden<M>(y, row + t, out);
         }
         if (kind == STEP_FINAL) break;
 
         // the step's matrix (one call site: one TLMM engine for every matrix)
         tlmm_matrix<TL, step_sink<M>, engine_buffers<M> >(stripes, rows, wpr, xq, s_x, b, table, tile, sink, bf);
+        if (kind == STEP_O || kind == STEP_DOWN) residual<M>(bf.act, b, kind == STEP_O ? M::act_att : M::act_m);
 
         if (kind == STEP_QKV) {
             write_kv<M>(bf, layer, first, b, kv_out);
@@ -341,12 +454,14 @@ STEPS:
         }
     }
     if (M::lm_head && head) {
-        head_vector<M, B, TA::max_groups>(xq, b - 1, xh);
+        head_vector<M, B, TA::max_groups / 5>(xq, b - 1, xh);
         lm_head<M>(stripes, xh, s_x[b - 1], out);
     }
 }
 
-// One block: the prefetcher and the engine, side by side.
+// One block: the prefetcher and the engine, side by side. The prefetcher of a block reads K/V rows that
+// the previous block's engine wrote (through another port): blocks must stay one after another, so
+// BLOCKS in decoder_top is a plain loop (no DATAFLOW, no overlapping calls).
 template <class M>
 void decoder_block(const word_t *w0, const word_t *w1, const word_t *w2, const word_t *w3, const word_t *w4,
                    const word_t *w5, const word_t *w6, const word_t *w7, const word_t *k0, const word_t *k1,
@@ -362,6 +477,7 @@ void decoder_block(const word_t *w0, const word_t *w1, const word_t *w2, const w
 #pragma HLS STREAM variable = stripes depth = stripe_depth
     TELLME_PRAGMA(HLS BIND_STORAGE variable = stripes type = fifo impl = TELLME_FIFO_STORAGE)
 #pragma HLS STREAM variable = io depth = io_depth
+    TELLME_PRAGMA(HLS BIND_STORAGE variable = io type = fifo impl = TELLME_FIFO_STORAGE)
     prefetch<M>(w0, w1, w2, w3, w4, w5, w6, w7, k0, k1, k2, k3, k4, k5, k6, k7, params, hidden_in, first, b, row,
                 head, stripes, io);
     engine<M>(stripes, io, kv_out, out, first, b, row, head);

@@ -30,18 +30,35 @@ static const unsigned GROUPS_PER_LANE_SET = 5;  // V / 3
 
 // The sum of x[0..N) as a fixed tree: the first half's sum plus the second half's, recursively. A pure
 // function of N, so the C simulation and the hardware add in the same order.
-template <unsigned N> struct tree_sum {
-    static float run(const float *x) { return tree_sum<N / 2>::run(x) + tree_sum<N - N / 2>::run(x + N / 2); }
+// Indices only, no pointer arithmetic, so it maps onto a completely partitioned array (UG1399).
+template <unsigned N, unsigned LO = 0> struct tree_sum {
+    template <unsigned T> static float run(const float (&x)[T]) {
+#pragma HLS INLINE
+        return tree_sum<N / 2, LO>::run(x) + tree_sum<N - N / 2, LO + N / 2>::run(x);
+    }
 };
-template <> struct tree_sum<1> {
-    static float run(const float *x) { return x[0]; }
+template <unsigned LO> struct tree_sum<1, LO> {
+    template <unsigned T> static float run(const float (&x)[T]) {
+#pragma HLS INLINE
+        return x[LO];
+    }
 };
+
+// The tree of S x V partial sums, once per vector: a few shared adders suffice (not one per node).
+template <unsigned N> float reduce_partials(const float (&flat)[N]) {
+#pragma HLS INLINE off
+#pragma HLS ALLOCATION operation instances = fadd limit = 4
+    return tree_sum<N>::run(flat);
+}
 
 // Sum of x[i]^2 over i < n: V lanes a cycle into S rotating partial sets (a value lands in the set it
 // left S cycles before, so the float adder's latency never stalls the loop), then a tree.
+// x[row] from `offset`, a multiple of V: indices are written V * (base + i) + v, so that each lane v
+// reads its own bank of the cyclic partition (factor V) whatever the offset.
 template <class C, unsigned ROWS, unsigned DIM>
 float sum_of_squares(const float x[ROWS][DIM], unsigned row, unsigned offset, unsigned n) {
     const unsigned V = C::lanes, S = C::partials;
+    const unsigned base = offset / V;
     const unsigned max_iters = DIM / C::lanes;
     (void)max_iters;
     float part[S][V];
@@ -59,7 +76,7 @@ SUM_SQUARES:
         for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
             const unsigned idx = i * V + v;
-            const float xv = idx < n ? x[row][offset + idx] : 0.0f;
+            const float xv = idx < n ? x[row][V * (base + i) + v] : 0.0f;
             next[v] = part[S - 1][v] + xv * xv;
         }
         for (unsigned s = S - 1; s > 0; s--)
@@ -70,7 +87,7 @@ SUM_SQUARES:
 #pragma HLS ARRAY_PARTITION variable = flat complete
     for (unsigned s = 0; s < S; s++)
         for (unsigned v = 0; v < V; v++) flat[s * V + v] = part[s][v];
-    return tree_sum<S * V>::run(flat);
+    return reduce_partials<S * V>(flat);
 }
 
 // 1 / sqrt(mean(x^2) + eps) as the reference computes it: float32(1) / sqrt(variance + eps).
@@ -80,12 +97,13 @@ inline float inv_rms(float sum_sq, unsigned n, float eps) {
 }
 
 // y = weight * (x * inv) for i < n; returns max |y| (lane maxima, then their maximum: exact).
-// x[row] from `offset` (a multiple of V, so lanes keep their banks); weight is row wrow of w.
-template <class C, unsigned ROWS, unsigned DIM, unsigned WROWS, unsigned WDIM>
-float normalize(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[WROWS][WDIM], unsigned wrow,
-                float inv, unsigned n, float y[1][WDIM]) {
+// x[row] from `offset`, the weight from w[0][woffset]: both multiples of V, so lanes keep their banks.
+template <class C, unsigned ROWS, unsigned DIM, unsigned WDIM, unsigned YDIM>
+float normalize(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[1][WDIM], unsigned woffset,
+                float inv, unsigned n, float y[1][YDIM]) {
     const unsigned V = C::lanes;
-    const unsigned max_iters = WDIM / C::lanes;
+    const unsigned base = offset / V, wbase = woffset / V;
+    const unsigned max_iters = YDIM / C::lanes;
     (void)max_iters;
     const unsigned S = C::partials;
     float peak[S][V];  // rotating, like the partial sums: the compare never stalls the loop
@@ -104,7 +122,7 @@ NORMALIZE:
             const unsigned idx = i * V + v;
             float a = 0.0f;
             if (idx < n) {
-                const float value = w[wrow][idx] * (x[row][offset + idx] * inv);
+                const float value = w[0][V * (wbase + i) + v] * (x[row][V * (base + i) + v] * inv);
                 y[0][idx] = value;
                 a = std::fabs(value);
             }
@@ -122,7 +140,7 @@ NORMALIZE:
 
 // s = 127 / max(peak, 1e-5); xq = clamp(rint(y * s), -128, 127) in groups of three (zero past n).
 template <class C, unsigned DIM, unsigned B, unsigned MAX_GROUPS>
-float quantize(const float y[1][DIM], float peak, unsigned n, unsigned groups, int8_t xq[B][MAX_GROUPS][3],
+float quantize(const float y[1][DIM], float peak, unsigned n, unsigned groups, int8_t xq[B][MAX_GROUPS / 5][5][3],
                unsigned tok) {
     const unsigned V = C::lanes;
     const unsigned max_iters = MAX_GROUPS / GROUPS_PER_LANE_SET;
@@ -141,7 +159,7 @@ QUANTIZE:
                 const unsigned idx = V * i + 3 * u + k;
                 float r = idx < n ? std::rint(y[0][idx] * scale) : 0.0f;
                 r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
-                if (g < groups) xq[tok][g][k] = int8_t(r);
+                if (g < groups) xq[tok][i][u][k] = int8_t(r);
             }
         }
     }
@@ -149,15 +167,15 @@ QUANTIZE:
 }
 
 // The fused unit in front of every ternary matmul: RMSNorm of x[row] from `offset` (n values) with
-// weight row wrow of w, then int8 quantisation into xq[tok] (groups of three, `groups` of them: the
-// matrix's words x 25). Returns s_x; y holds the normalised values (the final norm's output).
-template <class C, unsigned ROWS, unsigned DIM, unsigned WROWS, unsigned WDIM, unsigned B, unsigned MAX_GROUPS>
-float norm_quant(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[WROWS][WDIM],
-                 unsigned wrow, float eps, unsigned n, unsigned groups, float y[1][WDIM],
-                 int8_t xq[B][MAX_GROUPS][3], unsigned tok) {
+// the weight at w[0][woffset], then int8 quantisation into xq[tok] (groups of three, `groups` of them:
+// the matrix's words x 25). Returns s_x; y holds the normalised values (the final norm's output).
+template <class C, unsigned ROWS, unsigned DIM, unsigned WDIM, unsigned YDIM, unsigned B, unsigned MAX_GROUPS>
+float norm_quant(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[1][WDIM],
+                 unsigned woffset, float eps, unsigned n, unsigned groups, float y[1][YDIM],
+                 int8_t xq[B][MAX_GROUPS / 5][5][3], unsigned tok) {
     const float inv = inv_rms(sum_of_squares<C, ROWS, DIM>(x, row, offset, n), n, eps);
-    const float peak = normalize<C, ROWS, DIM, WROWS, WDIM>(x, row, offset, w, wrow, inv, n, y);
-    return quantize<C, WDIM, B, MAX_GROUPS>(y, peak, n, groups, xq, tok);
+    const float peak = normalize<C, ROWS, DIM, WDIM, YDIM>(x, row, offset, w, woffset, inv, n, y);
+    return quantize<C, YDIM, B, MAX_GROUPS>(y, peak, n, groups, xq, tok);
 }
 
 inline float activate(float g, int act) {

@@ -15,7 +15,8 @@
 namespace tellme {
 
 template <class M>
-void lm_head(word_stream stripes[M::ports], const int8_t xh[M::head_values], float s_x, word_t *out) {
+void lm_head(word_stream stripes[M::ports], const int8_t xh[M::head_values / INT8_PER_WORD][INT8_PER_WORD], float s_x,
+             word_t *out) {
     const unsigned P = M::ports, RW = M::head_row_words, DATA = M::head_row_words - 1;
     const unsigned per_step = RW > P ? RW : P;
     const unsigned max_iters = M::head_rows * (M::head_row_words > M::ports ? M::head_row_words : M::ports) + M::ports;
@@ -51,7 +52,7 @@ LM_HEAD:
 #pragma HLS UNROLL
                         const uint64_t half = k < 8 ? lo : hi;
                         const int8_t weight = int8_t(uint8_t(half >> (8 * (k & 7))));
-                        sum += mac_t(int(weight) * int(xh[INT8_PER_WORD * c + k]));
+                        sum += mac_t(int(weight) * int(xh[c][k]));
                     }
                     acc[p] = (c == 0 ? mac_t(0) : acc[p]) + sum;
                 } else {

@@ -11,7 +11,8 @@
 //   io       the final norm's weight
 //   stripes  the int8 LM head, when the block ends the call and the design has the head on the PL
 // Each phase is one pipelined loop reading one word per stripe per cycle (P bundles in parallel, each a
-// long sequential burst) or one io word per cycle.
+// long sequential burst) or one io word per cycle. The readers stay functions of their own (INLINE off):
+// inlined, reads of one bundle's two pointers would share a region, and HLS bursts neither (UG1399).
 #ifndef TELLME_PREFETCH_H
 #define TELLME_PREFETCH_H
 
@@ -26,6 +27,7 @@ template <class M>
 void read_stripes(const word_t *w0, const word_t *w1, const word_t *w2, const word_t *w3, const word_t *w4,
                   const word_t *w5, const word_t *w6, const word_t *w7, unsigned base, unsigned count,
                   word_stream stripes[M::ports]) {
+#pragma HLS INLINE off
     const unsigned max_count = M::max_phase_words;
     (void)max_count;
 READ_STRIPES:
@@ -49,6 +51,7 @@ template <class M>
 void read_kv(const word_t *k0, const word_t *k1, const word_t *k2, const word_t *k3, const word_t *k4,
              const word_t *k5, const word_t *k6, const word_t *k7, unsigned offset, unsigned count,
              word_stream stripes[M::ports]) {
+#pragma HLS INLINE off
     const unsigned S = M::kv_stripe_words;
     const unsigned max_count = M::kv_layer_words;
     (void)max_count;
@@ -70,6 +73,7 @@ READ_KV:
 
 // io words [base, base + count).
 template <class M> void read_io(const word_t *src, unsigned base, unsigned count, word_stream &io) {
+#pragma HLS INLINE off
     const unsigned max_count = M::max_io_words;
     (void)max_count;
 READ_IO:

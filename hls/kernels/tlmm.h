@@ -2,9 +2,13 @@
 //
 // Math. Activations are int8, weights ternary. Along K, every 3 activations form a group; the ternary
 // weights of a group are one index idx = 9*(w0+1) + 3*(w1+1) + (w2+1) in [0, 26] (13 = all zero). Per
-// token a table holds, for every group, the 27 sums w0*a0 + w1*a1 + w2*a2 (the full table, as TeLLMe
-// keeps it); an output row sums the entries its indices pick, into an int32 accumulator, and is
-// dequantised as it finishes: y = float(acc) / (s_x * s_w), float32 as numpy computes it.
+// token a table holds, for every group, the sums w0*a0 + w1*a1 + w2*a2 an index can pick; an output
+// row sums the entries its indices pick, into an int32 accumulator, and is dequantised as it
+// finishes: y = float(acc) / (s_x * s_w), float32 as numpy computes it.
+//
+// Tables. The full table keeps all 27 sums (TeLLMe's); the half table keeps the 14 sums of indices
+// 13..26 and reads index idx < 13 as the negated sum of 26 - idx (negating every weight of a group
+// negates its sum), which halves the table and its 27-to-1 multiplexers for one negation a lookup.
 //
 // Weights arrive as 128-bit index words of 25 indices (index j at bits 5j..5j+4) on P stripes, one per
 // weight port: stripe p carries rows p, p + P, p + 2P, ... (tellme.models.ddr_image). The engine
@@ -37,15 +41,23 @@ struct tlmm_defaults {
     static const unsigned max_wpr = 55;  // index words per row at max_k: ceil(ceil(max_k / 3) / 25)
     static const unsigned max_rows = 1366;  // rows per stripe of the tallest matrix (loop trip counts)
     static const unsigned tile_words = 4096;  // tile buffer depth per stripe
+    static const unsigned max_tiles = 1;  // tiles of the tallest matrix (loop trip counts)
+    static const unsigned max_rows_iters = 16384;  // iterations of one tlmm_rows call at most (trip counts)
+    static const bool half_table = true;  // 14-entry tables (see above), or the full 27
 };
 
 static const unsigned BUILD_GROUPS = 5;  // table groups built per cycle
+static const unsigned GROUPS_PER_SET = 5;  // activations are kept in sets of five groups (15 values)
 static const unsigned BUILD_STEPS = WORD_INDICES / BUILD_GROUPS;  // cycles per word column
+
+static const unsigned HALF_ENTRIES = TABLE_ENTRIES - ZERO_INDEX;  // 14: indices 13 .. 26
 
 template <class C> struct tlmm_arrays {
     static const unsigned max_groups = C::max_wpr * WORD_INDICES;
-    typedef entry_t table_t[C::token_lanes][WORD_INDICES][C::max_wpr][TABLE_ENTRIES];
-    typedef int8_t xq_t[C::max_block][max_groups][3];
+    static const unsigned entries = C::half_table ? HALF_ENTRIES : TABLE_ENTRIES;
+    typedef entry_t table_t[C::token_lanes][WORD_INDICES][C::max_wpr][entries];
+    typedef entry_t row_t[entries];  // one bank's entries for one group
+    typedef int8_t xq_t[C::max_block][max_groups / GROUPS_PER_SET][GROUPS_PER_SET][3];  // groups in sets of 5
     typedef word_t tile_t[C::ports][C::tile_words];
 };
 
@@ -56,15 +68,36 @@ inline entry_t tlmm_entry(unsigned idx, int a0, int a1, int a2) {
     return entry_t(d0 * a0 + d1 * a1 + d2 * a2);
 }
 
-// The 27 entries of one group into bank `bank`, word column c, of token lane tl.
+// The entries of one group into bank `bank`, word column c, of token lane tl.
 template <class C>
 inline void tlmm_store_group(typename tlmm_arrays<C>::table_t table, unsigned tl, unsigned bank, unsigned c, int a0,
                              int a1, int a2) {
 #pragma HLS INLINE
+    const unsigned first = C::half_table ? ZERO_INDEX : 0u;
 ENTRIES:
-    for (unsigned e = 0; e < TABLE_ENTRIES; e++) {
+    for (unsigned e = 0; e < tlmm_arrays<C>::entries; e++) {
 #pragma HLS UNROLL
-        table[tl][bank][c][e] = tlmm_entry(e, a0, a1, a2);
+        table[tl][bank][c][e] = tlmm_entry(first + e, a0, a1, a2);
+    }
+}
+
+// The entry index idx picks from one bank's entries (read once, shared by every row looking it up).
+template <class C> inline entry_t tlmm_pick(const typename tlmm_arrays<C>::row_t row, unsigned idx) {
+#pragma HLS INLINE
+    if (!C::half_table) return row[idx];
+    const bool negate = idx < ZERO_INDEX;
+    const entry_t e = row[negate ? ZERO_INDEX - idx : idx - ZERO_INDEX];
+    return negate ? entry_t(-e) : e;
+}
+
+// One bank's entries at word column c: a single read of the bank (its entries are one reshaped word).
+template <class C>
+inline void tlmm_bank_row(const typename tlmm_arrays<C>::table_t table, unsigned tl, unsigned bank, unsigned c,
+                          typename tlmm_arrays<C>::row_t row) {
+#pragma HLS INLINE
+    for (unsigned e = 0; e < tlmm_arrays<C>::entries; e++) {
+#pragma HLS UNROLL
+        row[e] = table[tl][bank][c][e];
     }
 }
 
@@ -84,8 +117,8 @@ BUILD_TABLE:
     BUILD_GROUP:
         for (unsigned u = 0; u < BUILD_GROUPS; u++) {
 #pragma HLS UNROLL
-            const unsigned g = BUILD_GROUPS * (BUILD_STEPS * c + s) + u;
-            const int a0 = xq[tok][g][0], a1 = xq[tok][g][1], a2 = xq[tok][g][2];
+            const unsigned set = BUILD_STEPS * c + s;  // groups 5 set + u
+            const int a0 = xq[tok][set][u][0], a1 = xq[tok][set][u][1], a2 = xq[tok][set][u][2];
             switch (s) {
             case 0: tlmm_store_group<C>(table, tl, 0 + u, c, a0, a1, a2); break;
             case 1: tlmm_store_group<C>(table, tl, 5 + u, c, a0, a1, a2); break;
@@ -112,7 +145,9 @@ inline part_t tlmm_word_sum(const typename tlmm_arrays<C>::table_t table, unsign
 INDICES:
     for (unsigned j = 0; j < WORD_INDICES; j++) {
 #pragma HLS UNROLL
-        part += table[tl][j][c][word_index(lo, hi, j)];
+        typename tlmm_arrays<C>::row_t row;
+        tlmm_bank_row<C>(table, tl, j, c, row);
+        part += tlmm_pick<C>(row, word_index(lo, hi, j));
     }
     return part;
 }
@@ -130,7 +165,7 @@ void tlmm_rows(word_stream stripes[C::ports], typename tlmm_arrays<C>::tile_t ti
     const unsigned P = C::ports, TP = C::token_lanes;
     const unsigned lanes = P * TP;
     const unsigned per_step = wpr > lanes ? wpr : lanes;
-    const unsigned max_iters = C::max_rows * C::max_wpr + C::ports * C::token_lanes;
+    const unsigned max_iters = C::max_rows_iters;
     (void)max_iters;
     acc_t acc[TP][P], pend[TP][P];
 #pragma HLS ARRAY_PARTITION variable = acc complete dim = 0
@@ -159,17 +194,37 @@ TLMM_ROWS:
                     w[p] = tile[p][addr];
                 }
             }
-        LOOKUP_ROWS:
+            uint64_t lo[P], hi[P];
+            part_t part[TP][P];
+#pragma HLS ARRAY_PARTITION variable = lo complete
+#pragma HLS ARRAY_PARTITION variable = hi complete
+#pragma HLS ARRAY_PARTITION variable = part complete dim = 0
             for (unsigned p = 0; p < P; p++) {
 #pragma HLS UNROLL
-                const uint64_t lo = word_lo(w[p]), hi = word_hi(w[p]);
-            LOOKUP_TOKENS:
-                for (unsigned tl = 0; tl < TP; tl++) {
+                lo[p] = word_lo(w[p]);
+                hi[p] = word_hi(w[p]);
+            }
+        LOOKUP_TOKENS:
+            for (unsigned tl = 0; tl < TP; tl++) {
 #pragma HLS UNROLL
-                    if (tl < active) {
-                        const part_t part = tlmm_word_sum<C>(table, tl, c, lo, hi);
-                        acc[tl][p] = (c == 0 ? acc_t(0) : acc[tl][p]) + part;
+                for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                    part[tl][p] = 0;
+                }
+            LOOKUP_BANKS:
+                for (unsigned j = 0; j < WORD_INDICES; j++) {
+#pragma HLS UNROLL
+                    typename tlmm_arrays<C>::row_t row;  // read once, looked up by all P rows
+                    tlmm_bank_row<C>(table, tl, j, c, row);
+                LOOKUP_ROWS:
+                    for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                        part[tl][p] += tlmm_pick<C>(row, word_index(lo[p], hi[p], j));
                     }
+                }
+                for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                    if (tl < active) acc[tl][p] = (c == 0 ? acc_t(0) : acc[tl][p]) + part[tl][p];
                 }
             }
             addr++;
@@ -185,6 +240,7 @@ TLMM_ROWS:
             c++;
         }
     }
+    sink.finish(bf);  // what the last puts left in registers
 }
 
 // One matrix (rows_per_stripe row-steps of wpr words) for a block of b tokens whose int8 activations
@@ -199,7 +255,7 @@ void tlmm_matrix(word_stream stripes[C::ports], unsigned rows_per_stripe, unsign
     const unsigned TP = C::token_lanes;
     const unsigned tile_steps = C::tile_words / wpr;
     const unsigned groups = (b + TP - 1) / TP;
-    const unsigned max_tiles = C::max_rows, max_groups = (C::max_block + C::token_lanes - 1) / C::token_lanes;
+    const unsigned max_tiles = C::max_tiles, max_groups = (C::max_block + C::token_lanes - 1) / C::token_lanes;
     (void)max_tiles;
     (void)max_groups;
 TILES:

@@ -28,6 +28,7 @@ struct att_config : tellme::attention_defaults {
     static const unsigned kv_block = 16;
     static const unsigned max_block = 16;
     static const unsigned max_context = 256;
+    static constexpr float scale = TB_SCALE;  // float32(head_dim ** -0.5), from the test
 };
 typedef tellme::attention_arrays<att_config> AA;
 
@@ -47,12 +48,12 @@ struct Reader {
 template <class T> static void put(FILE *f, const T *data, size_t n) { fwrite(data, sizeof(T), n, f); }
 
 static float x2[1][DIM], w2[1][DIM], y2[1][DIM];
-static int8_t xq[1][GROUPS][3];
+static int8_t xq[1][GROUPS / 5][5][3];
 static AA::q_t q;
 static AA::kvcur_t kcur, vcur;
 static AA::kvbuf_t kvbuf;
 static float att_m[att_config::max_block][att_config::heads], att_l[att_config::max_block][att_config::heads];
-static float att_acc[att_config::max_block][AA::q_pad];
+static AA::acc_t att_acc;
 static float att_out[att_config::max_block][att_config::heads * HD];
 
 int main(int argc, char **argv) {
@@ -94,11 +95,11 @@ int main(int argc, char **argv) {
         for (unsigned row = 0; row < n; row++) {
             std::vector<float> x = r.take<float>(dim);
             for (unsigned i = 0; i < dim; i++) x2[0][i] = x[i];
-            const float scale = tellme::norm_quant<ew_config, 1, DIM, 1, DIM, 1, GROUPS>(x2, 0, 0, w2, 0, eps, dim,
+            const float scale = tellme::norm_quant<ew_config, 1, DIM, DIM, DIM, 1, GROUPS>(x2, 0, 0, w2, 0, eps, dim,
                                                                                      groups, y2, xq, 0);
             put(out, &y2[0][0], dim);
             std::vector<int8_t> flat(dim);
-            for (unsigned i = 0; i < dim; i++) flat[i] = xq[0][i / 3][i % 3];
+            for (unsigned i = 0; i < dim; i++) flat[i] = xq[0][i / 15][(i / 3) % 5][i % 3];
             put(out, flat.data(), dim);
             put(out, &scale, 1);
         }
@@ -107,7 +108,10 @@ int main(int argc, char **argv) {
         std::vector<uint16_t> k = r.take<uint16_t>(size_t(n) * att_config::kv_heads * HD);
         std::vector<uint16_t> v = r.take<uint16_t>(size_t(n) * att_config::kv_heads * HD);
         for (unsigned h = 0; h < att_config::heads; h++)
-            for (unsigned d = 0; d < HD; d++) q[0][h * att_config::head_dim_pad + d] = qv[h * HD + d];
+            for (unsigned d = 0; d < HD; d++) {
+                const unsigned at = h * att_config::head_dim_pad + d;
+                q[0][at / att_config::lanes][at % att_config::lanes] = qv[h * HD + d];
+            }
         tellme::word_stream stripes[att_config::ports];
         tellme::attention_init<att_config>(1, att_m, att_l, att_acc);
         for (unsigned begin = 0; begin < n; begin += att_config::kv_block) {
@@ -116,8 +120,9 @@ int main(int argc, char **argv) {
                 for (unsigned h = 0; h < att_config::kv_heads; h++)
                     for (unsigned d = 0; d < HD; d++) {
                         const size_t src = (size_t(begin + t) * att_config::kv_heads + h) * HD + d;
-                        kcur[t][h * att_config::head_dim_pad + d] = k[src];
-                        vcur[t][h * att_config::head_dim_pad + d] = v[src];
+                        const unsigned at = h * att_config::head_dim_pad + d, c = at / att_config::chunk;
+                        kcur[t][c][(at % att_config::chunk) / 8][at % 8] = k[src];
+                        vcur[t][c][(at % att_config::chunk) / 8][at % 8] = v[src];
                     }
             tellme::attend_block<att_config>(tellme::KV_ONCHIP, stripes, kvbuf, kcur, vcur, 0, rows, 0, q, 0, att_m,
                                              att_l, att_acc);
