@@ -1,17 +1,46 @@
-"""`tellme hls`, `tellme build` and `tellme package`: parse, call the Design, print."""
+"""`tellme hls`, `tellme build`, `tellme estimate` and `tellme package`: parse, call the Design, print."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from tellme.models.default_model import resolve_model_dir
+from tellme.models.errors import UserError
 
 from .design import Design
 
 
 def _design(args: argparse.Namespace) -> Design:
     return Design.for_model(resolve_model_dir(args.model), args.board, list(args.set))
+
+
+def estimate_command(args: argparse.Namespace) -> int:
+    """Modelled speed and fit; with --design, beside a built design's reports."""
+    import json
+
+    from tellme.models.output_path import check_output
+
+    from .estimate import compare_report, describe_report, design_for, design_from_folder, estimate_report, reported
+
+    if args.design:
+        if args.model or args.config or args.shape or args.set:
+            raise UserError("--design takes its model and parameters from the design folder: drop --model, "
+                            "--config, --shape and --set")
+        design, manifest = design_from_folder(Path(args.design))
+        print(compare_report(design, manifest, reported(Path(args.design), manifest)))
+        return 0
+    if args.plot:
+        check_output(args.plot, what=f"--plot {args.plot}")
+    design = design_for(args.model, args.config, args.shape, args.board, list(args.set))
+    report = estimate_report(design)
+    print(json.dumps(report, indent=2) if args.json else describe_report(design, report))
+    if args.plot:
+        from .roofline import plot_roofline
+
+        print(f"wrote {plot_roofline(design, report, Path(args.plot))}", file=sys.stderr if args.json else sys.stdout)
+    return 0
 
 
 def hls_command(args: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from tellme.models.errors import UserError
 
+from .top_args import READ_BURST, READ_OUTSTANDING
+
 if TYPE_CHECKING:
     from .design import Design
 
@@ -67,8 +69,6 @@ TABLE_BUILD_LUTS_PER_ENTRY = 20  # two 10-bit additions of signed activations pe
 INT8_MACS_PER_DSP = 2
 # --- interfaces, streams and glue (assumptions from Vitis HLS m_axi adapters at 128 bits) ---
 AXI_ADAPTER = (1500, 2500)  # LUT, FF per m_axi bundle
-AXI_READ_OUTSTANDING = 2  # top_args.M_AXI_OPTIONS: a read buffer of outstanding x burst beats
-AXI_READ_BURST = 256
 FIFO_LOGIC = (60, 80)  # LUT, FF per stream FIFO (pointers, flags) besides its memory
 CONTROL = (4000, 5000)  # s_axilite, DATAFLOW handshakes, loop counters and FSMs of both processes
 BD_PER_PORT = (800, 1200)  # block design: an interconnect/protocol converter per HP port (build_bd.tcl)
@@ -245,7 +245,7 @@ def memories(design: Design) -> list[Memory]:
         Memory("psum", parts, a["kv_block"] * a["heads"], 32, "auto"),
         Memory("stripe FIFOs", ports, m["stripe_fifo_depth"], 128, big),
         Memory("io FIFO", 1, m["io_fifo_depth"], 128, big),
-        Memory("m_axi read buffers", ports + 1, AXI_READ_OUTSTANDING * AXI_READ_BURST, 128, "bram"),
+        Memory("m_axi read buffers", ports + 1, READ_OUTSTANDING * READ_BURST, 128, "bram"),
     ]
 
 

@@ -59,12 +59,16 @@ ARM_HEAD_BYTES_PER_S = 6.5e9
 # estimates at 250 MHz (fadd 4-5, fmul 3-4, fdiv and fsqrt ~15, the polynomial exp ~40 cycles).
 LOOP_DEPTH = {
     "read_stripes": 2, "read_kv": 2, "read_io": 2, "read_floats": 3, "read_scales": 3,
-    "sum_squares": 60, "normalize": 25, "quantize": 12,  # sum_squares: the partial-sum tree after the loop too
+    # sum_squares and normalize: the loop, then the tree of 120 partials (4 shared adders: ~30 issues + 7 levels)
+    # or of 120 maxima (7 levels of compares)
+    "sum_squares": 90, "normalize": 40, "quantize": 12,
     "tlmm_build_table": 6, "tlmm_rows": 30, "write_kv": 4,
     "attention_init": 2, "attention_qk": 35, "attention_scores": 25, "attention_max": 45, "attention_exps": 45,
     "attention_sums": 30, "attention_pv": 15, "attention_out": 18,
-    "write_hidden": 4, "head_vector": 3, "lm_head": 25,
+    "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8,
 }
+V = 15  # element-wise lanes (elementwise.h)
+RESIDUAL_II = 2  # decoder.h residual(): each bank of act read twice and written once an iteration
 NORM_SCALAR_CYCLES = 35  # between the norm's passes: the variance's divide, sqrt and reciprocal
 POSITIONS = (64, 256, 512, 1024)
 PROMPTS = (64, 128)
@@ -87,10 +91,10 @@ class Schedule:
     pieces: list[Piece] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def loop(self, label: str, iterations: int) -> int:
-        """Count a loop entered once; returns its engine cycles (iterations at II=1 plus its depth)."""
+    def loop(self, label: str, iterations: int, ii: int = 1) -> int:
+        """Count a loop entered once; returns its engine cycles (iterations at its II plus its depth)."""
         self.counts[label] = self.counts.get(label, 0) + iterations
-        return iterations + LOOP_DEPTH[label]
+        return iterations * ii + LOOP_DEPTH[label]
 
     def engine(self, cycles: float) -> None:
         self.pieces.append(Piece(cycles))
@@ -136,7 +140,7 @@ class Model:
     def norm(self, s: Schedule, n: int, wpr: int, b: int) -> None:
         cycles = 0
         for _ in range(b):
-            steps = -(-n // 15)
+            steps = -(-n // V)
             cycles += s.loop("sum_squares", steps) + NORM_SCALAR_CYCLES + s.loop("normalize", steps)
             cycles += s.loop("quantize", -(-wpr * 25 // 5))
         s.engine(cycles)
@@ -220,8 +224,10 @@ class Model:
                 self.norm(s, n, mx.wpr, b)
                 self.matrix(s, mx.rows_per_stripe, mx.wpr, b)
                 if name == "qkv":
-                    s.engine(s.loop("write_kv", b * 2 * cfg.weight_ports * lay.kv_row_words))
+                    s.engine(sum(s.loop("write_kv", lay.kv_row_words) for _ in range(b * 2 * cfg.weight_ports)))
                     self.attention(s, first, b)
+                if name in ("o", "down"):  # RESIDUAL: two reads and a write a bank, at II=2
+                    s.engine(s.loop("residual", b * -(-m.hidden_size // V), RESIDUAL_II))
         self.read_io(s, lay.hidden_pad // f, [lay.hidden_pad // f])
         self.norm(s, m.hidden_size, c["final_wpr"], b)
         if not cfg.head_on_pl:

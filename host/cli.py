@@ -21,6 +21,7 @@ HANDLERS: dict[str, str] = {
     "run": "tellme.host.commands:run_command",
     "hls": "tellme.hls.commands:hls_command",
     "build": "tellme.hls.commands:build_command",
+    "estimate": "tellme.hls.commands:estimate_command",
     "package": "tellme.hls.commands:package_command",
     "selftest": "tellme.host.commands:selftest_command",
 }
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)",
+        help="override an accelerator parameter, e.g. prefill_block=8 (repeatable)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing OUT")
 
@@ -105,9 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--board", default="kv260", help="kv260 | zcu104 | pynq-z2 (default: kv260)")
     p.add_argument("--out", default=None, help="design folder (default: bitstreams/<board>/<design>)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override an accelerator parameter, e.g. tlmm.q=8 (repeatable)")
+                   help="override an accelerator parameter, e.g. prefill_block=8 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write and check everything, run no Xilinx tool")
     p.add_argument("--force", action="store_true", help="replace an existing design folder")
+
+    p = sub.add_parser("estimate", help="modelled speed and fit of a design (no weights or Xilinx tools needed)")
+    _add_model_arg(p)
+    p.add_argument("--config", default=None, metavar="FILE", help="a Hugging Face config.json instead of a model")
+    p.add_argument("--shape", default=None, help="a named shape instead of a model: bitnet-0.73b | bitnet-2b-4t")
+    p.add_argument("--board", default="kv260", help="kv260 | zcu104 | pynq-z2 (default: kv260)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an accelerator parameter, e.g. prefill_block=8 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw the roofline (needs matplotlib)")
+    p.add_argument("--design", default=None, metavar="DIR",
+                   help="a design folder from tellme build: modelled beside reported latency and resources")
 
     p = sub.add_parser("package", help="a slim archive of a built design for the board (with golden vectors)")
     p.add_argument("design", metavar="DESIGN", help="design folder from tellme build")

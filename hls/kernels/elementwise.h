@@ -44,6 +44,21 @@ template <unsigned LO> struct tree_sum<1, LO> {
     }
 };
 
+// The maximum of x[LO .. LO+N) as a tree (no rounding: any order gives the same value).
+template <unsigned N, unsigned LO = 0> struct tree_max {
+    template <unsigned T> static float run(const float (&x)[T]) {
+#pragma HLS INLINE
+        const float a = tree_max<N / 2, LO>::run(x), b = tree_max<N - N / 2, LO + N / 2>::run(x);
+        return a > b ? a : b;
+    }
+};
+template <unsigned LO> struct tree_max<1, LO> {
+    template <unsigned T> static float run(const float (&x)[T]) {
+#pragma HLS INLINE
+        return x[LO];
+    }
+};
+
 // The tree of S x V partial sums, once per vector: a few shared adders suffice (not one per node).
 template <unsigned N> float reduce_partials(const float (&flat)[N]) {
 #pragma HLS INLINE off
@@ -132,10 +147,11 @@ NORMALIZE:
             for (unsigned v = 0; v < V; v++) peak[s][v] = peak[s - 1][v];
         for (unsigned v = 0; v < V; v++) peak[0][v] = next[v];
     }
-    float top = 0.0f;
+    float flat[S * V];
+#pragma HLS ARRAY_PARTITION variable = flat complete
     for (unsigned s = 0; s < S; s++)
-        for (unsigned v = 0; v < V; v++) top = peak[s][v] > top ? peak[s][v] : top;
-    return top;
+        for (unsigned v = 0; v < V; v++) flat[s * V + v] = peak[s][v];
+    return tree_max<S * V>::run(flat);  // a maximum is exact in any order: a tree, not a chain
 }
 
 // s = 127 / max(peak, 1e-5); xq = clamp(rint(y * s), -128, 127) in groups of three (zero past n).
