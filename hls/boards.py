@@ -8,7 +8,8 @@ masters, HP0-HP3 and HPC0-HPC1. Four HP ports stream at most 16 GB/s at 250 MHz 
 more than the DDR delivers, so the stream is bounded by DDR (hls/perf.py). The io master (params, hidden
 states, K/V writes) shares the last port. Two token lanes make prefill compute bound on the lookups; 16-token
 blocks keep the activations of a 0.73B model within the URAMs. Zynq-7000 (PYNQ-Z2): two 64-bit HP ports at
-100 MHz, BRAM only, one token lane.
+100 MHz, BRAM only, one token lane, and within its 220 DSPs: norms of three lanes, four attention lanes and
+the fp32 adders in LUTs.
 
 Port order follows each PS's DDR controller: on Zynq UltraScale+ HP1 and HP2 share one DDR port, so
 HP0, HP1, HP3 come first (TeLLMe's choice on the KV260), then HP2, then the coherent HPC0, HPC1; on
@@ -211,8 +212,9 @@ BOARDS: dict[str, Board] = {
             cma_bytes=128 * MIB,  # PYNQ image device tree
             host_reserved_bytes=192 * MIB,
             clock_mhz=100.0,
-            preset=dict(weight_ports=2, max_context=256, prefill_block=4, kv_block=16, attention_lanes=8,
-                        fifo_depth=512, storage="bram", tlmm=dict(token_lanes=1, tile_words=1024)),
+            preset=dict(weight_ports=2, max_context=256, prefill_block=4, kv_block=16, attention_lanes=4,
+                        fifo_depth=512, storage="bram", elementwise_lanes=3, float_adders="fabric",
+                        tlmm=dict(token_lanes=1, tile_words=1024)),
         ),
     )
 }

@@ -50,8 +50,6 @@ from .xilinx_tools import HLS_KINDS, HlsTool, check_tools, find_hls, find_vivado
 
 if TYPE_CHECKING:
     from .design import Design
-    from .fit import FitEstimate
-    from .perf import SpeedEstimate
 
 HLS_STEPS = "csynth export"  # run_hls.tcl's steps for a bitstream: no C simulation or co-simulation
 OUTPUTS = ("bit", "hwh", "xsa")  # what build_bd.tcl leaves in vivado/out/ and the build copies up
@@ -217,9 +215,11 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
     config = design.config
     if design.folder is None:
         raise UserError(f"design {design.name} was made from a shape: building needs a model folder (--model)")
+    from .estimate import describe_report, estimate_report
+
     fit, speed = design.fit(), design.speed()
-    print(fit.describe())
-    print(speed.describe())
+    report = estimate_report(design)
+    print(describe_report(design, report))
     for warning in fit.warnings:
         print(f"tellme: warning: {warning}", file=sys.stderr)
     fit.check()
@@ -232,7 +232,8 @@ def build_design(design: Design, out: Path | None, *, dry_run: bool = False, for
     check_output(out, folder=True, inputs=[design.folder.path], what=f"--out {out}")
     _replaceable(out, force)
     with _removed_unless_written(out):
-        return _write_and_run(design, out, name, fit, speed, dry_run)
+        return _write_and_run(design, out, name, {"report": report, "fit": fit.to_dict(), "speed": speed.to_dict()},
+                              dry_run)
 
 
 @contextmanager
@@ -252,8 +253,7 @@ def _removed_unless_written(out: Path) -> Iterator[None]:
         raise
 
 
-def _write_and_run(design: Design, out: Path, name: str, fit: FitEstimate, speed: SpeedEstimate,
-                   dry_run: bool) -> int:
+def _write_and_run(design: Design, out: Path, name: str, estimate: dict, dry_run: bool) -> int:
     """The HLS project, the block design script and the manifest; then, unless dry_run, the tools."""
     config = design.config
     out.mkdir(parents=True, exist_ok=True)
@@ -271,7 +271,7 @@ def _write_and_run(design: Design, out: Path, name: str, fit: FitEstimate, speed
         clock_mhz=config.clock_mhz, top=config.top, accelerator=config.to_dict(),
         ports={**bd.manifest_ports(), "vlnv": vlnv}, interface=design.top_args.interface.to_dict(),
         model_name=design.name, model_hash=design.folder.model_hash, model_config=design.model,
-        max_context=design.context, estimate={**fit.to_dict(), "speed": speed.to_dict()},
+        max_context=design.context, estimate=estimate,
     )
     write_manifest(out, manifest)
 

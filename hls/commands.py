@@ -45,6 +45,10 @@ def estimate_command(args: argparse.Namespace) -> int:
 
 def hls_command(args: argparse.Namespace) -> int:
     design = _design(args)
+    fit = design.fit()
+    for warning in fit.warnings:
+        print(f"tellme: warning: {warning}", file=sys.stderr)
+    fit.check()  # a design over a budget is refused, with the change that makes it fit
     out = design.write_project(Path(args.out), force=args.force)
     config, m = design.config, design.model
     print(f"wrote {out}: top {config.top} for {config.board} ({config.part}, {config.clock_mhz:g} MHz), "

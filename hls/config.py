@@ -12,6 +12,8 @@ from tellme.models.errors import UserError
 
 LM_HEADS = ("pl-int8", "host-float32")
 STORAGES = ("uram", "bram")
+ELEMENTWISE_LANES = (3, 15)  # one group of three a cycle, or five (the activations' sets of five groups)
+FLOAT_ADDERS = ("dsp", "fabric")
 MAX_PORTS = 8  # the kernels take eight stripe pointers (hls/kernels/prefetch.h)
 HALVES_PER_WORD = 8
 
@@ -47,6 +49,8 @@ class AcceleratorConfig:
     attention_lanes: int = 24  # A: multiply lanes of attention's QK and PV (a divisor of 8P)
     lm_head: str = "pl-int8"  # pl-int8: int8 LM head on the PL; host-float32: the host's float32 head
     fifo_depth: int = 4096  # words per stripe FIFO between prefetcher and engine
+    elementwise_lanes: int = 15  # V: values a cycle of the norms (15: five groups of three; 3: one group)
+    float_adders: str = "dsp"  # dsp: fp32 adders on DSPs (Vitis HLS's default); fabric: in LUTs (config_op)
     storage: str = "uram"  # memory of the tile buffers and stripe FIFOs: uram, or bram on Zynq-7000
     top: str = "tellme_top"
     tlmm: TlmmParams = field(default_factory=TlmmParams)
@@ -73,6 +77,11 @@ class AcceleratorConfig:
             raise UserError(f"lm_head={self.lm_head!r}: use one of {', '.join(LM_HEADS)}")
         if not 16 <= self.fifo_depth <= 65536:
             raise UserError(f"fifo_depth={self.fifo_depth}: use 16..65536 words")
+        if self.elementwise_lanes not in ELEMENTWISE_LANES:
+            raise UserError(f"elementwise_lanes={self.elementwise_lanes}: use one of "
+                            f"{', '.join(map(str, ELEMENTWISE_LANES))} (whole groups of three a cycle)")
+        if self.float_adders not in FLOAT_ADDERS:
+            raise UserError(f"float_adders={self.float_adders!r}: use one of {', '.join(FLOAT_ADDERS)}")
         if self.storage not in STORAGES:
             raise UserError(f"storage={self.storage!r}: use one of {', '.join(STORAGES)}")
         if self.max_context < 1:

@@ -35,7 +35,7 @@ from tellme.models.ddr_image import (
 )
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder, open_model_folder
-from tellme.models.numerics import AttentionOrder
+from tellme.models.numerics import AcceleratorOrder
 from tellme.models.reference import ReferenceModel
 
 from .boards import Board, board_config, get_board
@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from .top_args import GeneratedTop
 
 ACT_ENUM = {"relu2": 0, "silu": 1}  # elementwise.h activation_t
-ELEMENTWISE_LANES = 15  # elementwise.h: five groups of three a cycle
 ELEMENTWISE_PARTIALS = 8  # rotating partial sums: at least the float adder's latency
 VECTOR_ALIGN = 60  # on-chip vectors start at multiples of the lanes (15) and of a word of floats (4)
 MIN_ACC_DISTANCE = 16  # attention.h: iterations between updates of one accumulator (> fmul + fadd latency)
@@ -185,7 +184,7 @@ class Design:
         tlmm = {"ports": cfg.weight_ports, "token_lanes": cfg.tlmm.token_lanes, "max_block": b,
                 "max_wpr": lay.max_wpr, "max_rows": max_rows, "tile_words": cfg.tlmm.tile_words,
                 "max_tiles": max(tiles), "max_rows_iters": max(rows_iters), "half_table": cfg.tlmm.table == "half"}
-        elementwise = {"lanes": ELEMENTWISE_LANES, "partials": ELEMENTWISE_PARTIALS}
+        elementwise = {"lanes": cfg.elementwise_lanes, "partials": ELEMENTWISE_PARTIALS}
         attention = {"ports": cfg.weight_ports, "chunk": cfg.chunk, "lanes": cfg.attention_lanes,
                      "head_dim": m.head_dim, "head_dim_pad": lay.head_dim_pad, "heads": m.num_attention_heads,
                      "kv_heads": m.num_key_value_heads, "kv_block": cfg.kv_block, "max_block": b,
@@ -249,10 +248,10 @@ class Design:
         return build_ddr_image(folder, self.layout, head)
 
     @property
-    def attention_order(self) -> AttentionOrder:
+    def attention_order(self) -> AcceleratorOrder:
         """How this design cuts attention (what the reference needs to predict it bit for bit)."""
-        return AttentionOrder(self.config.chunk, self.config.attention_lanes, self.layout.head_dim_pad,
-                              self.config.kv_block)
+        return AcceleratorOrder(self.config.chunk, self.config.attention_lanes, self.layout.head_dim_pad,
+                                self.config.kv_block, self.config.elementwise_lanes)
 
     def reference(self) -> ReferenceModel:
         """The numpy model with this design's arithmetic: fp16 KV cache, the design's LM head, every float

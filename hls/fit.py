@@ -46,6 +46,7 @@ LUTRAM_BELOW_BITS = 1024
 FP_COST = {
     "fmul": (80, 150, 3),
     "fadd": (220, 350, 2),
+    "fadd_fabric": (450, 600, 0),  # config_op fadd -impl fabric (float_adders=fabric)
     "fdiv": (800, 1400, 0),
     "fsqrt": (500, 900, 0),
     "fcmp": (70, 30, 0),
@@ -230,7 +231,6 @@ def memories(design: Design) -> list[Memory]:
         Memory("vcur", chunk, -(-b * kv_pad // chunk), 16, "lutram"),
         Memory("rope_cos", 4, b * m["rope_half_pad"] // 4, 32, "auto"),
         Memory("rope_sin", 4, b * m["rope_half_pad"] // 4, 32, "auto"),
-        Memory("saved", 1, t["token_lanes"] * a["head_dim"] // 2, 32, "auto"),
         Memory("normw", v, -(-m["norm_total"] // v), 32, "auto"),
         Memory("y", v, -(-m["norm_dim"] // v), 32, "auto"),
         Memory("xq", 15, -(-b * max_groups // 5), 8, "auto"),
@@ -300,6 +300,8 @@ def units(design: Design) -> list[Unit]:
              note=f"5 groups x {entries} entries a cycle"),
     ]
     for name, ops in fp_operators(design).items():
+        if design.config.float_adders == "fabric":
+            ops = {("fadd_fabric" if k == "fadd" else k): n for k, n in ops.items()}
         lut = sum(FP_COST[k][0] * n for k, n in ops.items())
         ff = sum(FP_COST[k][1] * n for k, n in ops.items())
         dsp = sum(FP_COST[k][2] * n for k, n in ops.items())
@@ -380,6 +382,8 @@ def advice(design: Design, estimate: FitEstimate) -> str:
         tries += [f"attention_lanes={n}" for n in range(cfg.attention_lanes - 1, 0, -1)
                   if cfg.chunk % n == 0]
         tries += [f"fifo_depth={n}" for n in (2048, 1024, 512) if n < cfg.fifo_depth]
+        tries += ["elementwise_lanes=3"] if cfg.elementwise_lanes > 3 else []
+        tries += ["float_adders=fabric"] if cfg.float_adders == "dsp" else []
     for change in tries:
         try:
             config = sized_config(design.config.board, design.model, [*_overrides(design), change], auto=False)
@@ -398,7 +402,7 @@ def _overrides(design: Design) -> list[str]:
     cfg, preset = design.config, design.board.defaults
     items = []
     for key in ("weight_ports", "max_context", "prefill_block", "kv_block", "attention_lanes", "lm_head",
-                "fifo_depth", "storage", "clock_mhz"):
+                "fifo_depth", "storage", "clock_mhz", "elementwise_lanes", "float_adders"):
         if getattr(cfg, key) != getattr(preset, key):
             items.append(f"{key}={getattr(cfg, key)}")
     for key in ("token_lanes", "tile_words"):

@@ -67,7 +67,6 @@ LOOP_DEPTH = {
     "attention_sums": 30, "attention_pv": 15, "attention_out": 18,
     "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8,
 }
-V = 15  # element-wise lanes (elementwise.h)
 RESIDUAL_II = 2  # decoder.h residual(): each bank of act read twice and written once an iteration
 NORM_SCALAR_CYCLES = 35  # between the norm's passes: the variance's divide, sqrt and reciprocal
 POSITIONS = (64, 256, 512, 1024)
@@ -111,6 +110,7 @@ class Model:
         cfg, lay, m = design.config, design.layout, design.model
         self.cfg, self.lay, self.m = cfg, lay, m
         self.consts = design.constants["model_config"]
+        self.v = design.config.elementwise_lanes  # V: the norms' values a cycle
         board = design.board
         clock = cfg.clock_mhz * 1e6
         ports = board.ps.hp_ports[: cfg.weight_ports]
@@ -140,9 +140,9 @@ class Model:
     def norm(self, s: Schedule, n: int, wpr: int, b: int) -> None:
         cycles = 0
         for _ in range(b):
-            steps = -(-n // V)
+            steps = -(-n // self.v)
             cycles += s.loop("sum_squares", steps) + NORM_SCALAR_CYCLES + s.loop("normalize", steps)
-            cycles += s.loop("quantize", -(-wpr * 25 // 5))
+            cycles += s.loop("quantize", -(-wpr * 25 // (self.v // 3)))
         s.engine(cycles)
 
     def matrix(self, s: Schedule, rows: int, wpr: int, b: int) -> None:
@@ -227,7 +227,7 @@ class Model:
                     s.engine(sum(s.loop("write_kv", lay.kv_row_words) for _ in range(b * 2 * cfg.weight_ports)))
                     self.attention(s, first, b)
                 if name in ("o", "down"):  # RESIDUAL: two reads and a write a bank, at II=2
-                    s.engine(s.loop("residual", b * -(-m.hidden_size // V), RESIDUAL_II))
+                    s.engine(s.loop("residual", b * -(-m.hidden_size // self.v), RESIDUAL_II))
         self.read_io(s, lay.hidden_pad // f, [lay.hidden_pad // f])
         self.norm(s, m.hidden_size, c["final_wpr"], b)
         if not cfg.head_on_pl:
@@ -313,7 +313,8 @@ class SpeedEstimate:
                 f"{prefill}; {self.bottleneck}")
 
     def to_dict(self) -> dict:
-        return {"decode_tok_s": self.decode_tok_s, "prefill_tok_s": self.prefill_tok_s, "ttft_s": self.ttft_s,
+        return {"decode_tok_s": self.decode_tok_s, "decode_ms_accelerator": self.decode_ms_accelerator,
+                "prefill_tok_s": self.prefill_tok_s, "ttft_s": self.ttft_s,
                 "bytes_per_token": self.bytes_per_token, "bound_tok_s": self.bound_tok_s,
                 "bottleneck": self.bottleneck, "model": self.model}
 

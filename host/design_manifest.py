@@ -182,9 +182,15 @@ def _registers(value: object, where: Path) -> dict[str, tuple[int, ...]] | None:
 
 
 def _decode_ms(data: dict) -> float | None:
+    """The modelled accelerator time of a decode step mid-context (hls/perf.py, recorded by tellme build):
+    at position 256 when the context holds it, else the largest position modelled."""
     speed = (data.get("estimate") or {}).get("speed") or {}
-    rate = speed.get("decode_tok_s") if isinstance(speed, dict) else None
-    return 1000.0 / rate if isinstance(rate, (int, float)) and rate > 0 else None
+    steps = speed.get("decode_ms_accelerator") if isinstance(speed, dict) else None
+    if not isinstance(steps, dict) or not steps:
+        return None
+    key = "256" if "256" in steps else max(steps, key=lambda k: int(k) if k.isdigit() else -1)
+    value = steps.get(key)
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def check_design(design: DesignManifest, folder: ModelFolder, board: str | None = None, built: bool = True) -> None:

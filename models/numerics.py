@@ -35,28 +35,29 @@ def tree_sum(x: np.ndarray) -> np.ndarray:
     return tree_sum(x[..., : n // 2]) + tree_sum(x[..., n // 2 :])
 
 
-def sum_of_squares(x: np.ndarray) -> np.ndarray:
-    """sum(x^2) over the last axis as elementwise.h adds it: lane v of step i goes to partial set i % S."""
+def sum_of_squares(x: np.ndarray, lanes: int = LANES) -> np.ndarray:
+    """sum(x^2) over the last axis as elementwise.h adds it, V = `lanes` values a step: lane v of step i
+    goes to partial set i % S."""
     x = np.asarray(x, dtype=F32)
     n = x.shape[-1]
-    steps = -(-n // LANES)
-    padded = np.zeros((*x.shape[:-1], steps * LANES), dtype=F32)
+    steps = -(-n // lanes)
+    padded = np.zeros((*x.shape[:-1], steps * lanes), dtype=F32)
     padded[..., :n] = x
-    squares = (padded * padded).reshape(*x.shape[:-1], steps, LANES)
-    part = np.zeros((*x.shape[:-1], PARTIALS, LANES), dtype=F32)
+    squares = (padded * padded).reshape(*x.shape[:-1], steps, lanes)
+    part = np.zeros((*x.shape[:-1], PARTIALS, lanes), dtype=F32)
     for i in range(steps):  # step i adds to the set it left S steps before
         part[..., i % PARTIALS, :] = part[..., i % PARTIALS, :] + squares[..., i, :]
     # the hardware shifts its sets by one each step: after `steps` steps set s holds what was added at
     # steps i with (steps - 1 - i) % S == s
     order = [(steps - 1 - s) % PARTIALS for s in range(PARTIALS)]
-    flat = part[..., order, :].reshape(*x.shape[:-1], PARTIALS * LANES)
+    flat = part[..., order, :].reshape(*x.shape[:-1], PARTIALS * lanes)
     return tree_sum(flat)
 
 
-def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
+def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float, lanes: int = LANES) -> np.ndarray:
     """weight * (x * (1 / sqrt(sum(x^2) / n + eps))), the sum as the element-wise unit adds it."""
     x = np.asarray(x, dtype=F32)
-    variance = sum_of_squares(x) / F32(x.shape[-1])
+    variance = sum_of_squares(x, lanes) / F32(x.shape[-1])
     inv = F32(1.0) / np.sqrt(variance + F32(eps))
     return weight * (x * inv[..., None])
 
@@ -81,17 +82,19 @@ def silu(x: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class AttentionOrder:
-    """How the accelerator cuts attention: chunks of `chunk` values (8 x weight ports), `lanes` products a
-    cycle, heads padded to head_dim_pad, positions in blocks of kv_block."""
+class AcceleratorOrder:
+    """How the accelerator orders its float operations: attention in chunks of `chunk` values (8 x weight
+    ports), `lanes` products a cycle, heads padded to head_dim_pad, positions in blocks of kv_block; the
+    norms' sums of squares `norm_lanes` values a step."""
 
     chunk: int
     lanes: int
     head_dim_pad: int
     kv_block: int
+    norm_lanes: int = LANES
 
 
-def _scores(q: np.ndarray, k: np.ndarray, order: AttentionOrder) -> np.ndarray:
+def _scores(q: np.ndarray, k: np.ndarray, order: AcceleratorOrder) -> np.ndarray:
     """q [H, dp], k [t, H, dp] (K heads repeated per query head) -> scores [t, H] before the scale:
     per chunk and fold a tree of `lanes` products, then a tree over the parts."""
     prod = (q[None] * k).reshape(k.shape[0], k.shape[1], -1, order.lanes)
@@ -99,7 +102,7 @@ def _scores(q: np.ndarray, k: np.ndarray, order: AttentionOrder) -> np.ndarray:
 
 
 def block_attention(q: np.ndarray, keys: np.ndarray, values: np.ndarray, head_dim: int,
-                    order: AttentionOrder) -> np.ndarray:
+                    order: AcceleratorOrder) -> np.ndarray:
     """One query [H, d] against positions 0..p (keys, values [p+1, H, d], float32 from fp16), as
     attention.h computes it. Returns [H, d]."""
     heads, d = q.shape

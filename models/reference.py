@@ -4,7 +4,7 @@ It computes what transformers' BitNetForCausalLM computes (float32 RMSNorm and s
 int8 activations, ternary weights), with every ternary matmul done by table lookup (TLMM), as the
 accelerator does. `matmul="naive"` swaps in a plain integer matmul; the two are bit-exact, which
 the tests check. `kv_dtype=np.float16` stores the KV cache as the accelerator does; `order` (an
-AttentionOrder) makes every float operation the accelerator's, in its order (tellme.models.numerics):
+AcceleratorOrder) makes every float operation the accelerator's, in its order (tellme.models.numerics):
 norms summed in lanes, exp by polynomial, attention as a block online softmax; `lm_head="int8"`
 gathers embeddings from the int8 table and computes logits with the int8 LM head, as the accelerator
 with its head on the PL does (an int8 row times the int8-quantised final hidden state, int32, then
@@ -126,7 +126,7 @@ class ReferenceModel:
     """The model in numpy. forward() appends n tokens to a KV cache: prefill and decode alike."""
 
     def __init__(self, folder: ModelFolder, matmul: str = "tlmm", kv_dtype: type = np.float32,
-                 lm_head: str = "float32", order: numerics.AttentionOrder | None = None):
+                 lm_head: str = "float32", order: numerics.AcceleratorOrder | None = None):
         if matmul not in ("tlmm", "naive"):
             raise ValueError(f"matmul must be 'tlmm' or 'naive', got {matmul!r}")
         if lm_head not in LM_HEADS:
@@ -213,7 +213,8 @@ class ReferenceModel:
                 f"{cache.length + n} tokens exceed the context of {cache.max_context}: "
                 "shorten the prompt or lower --max-new-tokens"
             )
-        norm = numerics.rms_norm if self.order is not None else rms_norm
+        order = self.order
+        norm = (lambda x, w, eps: numerics.rms_norm(x, w, eps, order.norm_lanes)) if order is not None else rms_norm
         act = (lambda x: numerics.silu(x)) if self.order is not None and c.hidden_act == "silu" else (
             lambda x: activation(c.hidden_act, x))
         for i, layer in enumerate(self.layers):

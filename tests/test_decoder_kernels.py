@@ -32,7 +32,8 @@ def driver(tmp_path_factory) -> Path:
     exe = tmp_path_factory.mktemp("decoder_ops") / "decoder_ops_tb"
     scale = f"{float(np.float32(1.0 / np.sqrt(np.float64(HEAD_DIM)))):.9g}f"
     subprocess.run(["g++", *FLAGS, f"-DTB_HEAD_DIM={HEAD_DIM}", f"-DTB_SCALE={scale}", f"-I{KERNELS}", "-isystem",
-                    str(ap_types_dir()), str(ROOT / "tests" / "cpp" / "decoder_ops_tb.cpp"), "-o", str(exe)], check=True)
+                    str(ap_types_dir()), str(ROOT / "tests" / "cpp" / "decoder_ops_tb.cpp"), "-o", str(exe)],
+                   check=True)
     return exe
 
 
@@ -128,7 +129,7 @@ def test_block_attention_is_the_reference_bit_for_bit(driver, tmp_path, length):
     got = np.frombuffer(raw, dtype=np.float32).reshape(heads, HEAD_DIM)
     keys = np.repeat(k.astype(np.float32), 2, axis=1)
     values = np.repeat(v.astype(np.float32), 2, axis=1)
-    order = numerics.AttentionOrder(chunk=48, lanes=12, head_dim_pad=-(-HEAD_DIM // 48) * 48, kv_block=16)
+    order = numerics.AcceleratorOrder(chunk=48, lanes=12, head_dim_pad=-(-HEAD_DIM // 48) * 48, kv_block=16)
     want = numerics.block_attention(q, keys, values, HEAD_DIM, order)
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     scores = np.einsum("hd,thd->ht", q, keys) * np.float32(HEAD_DIM**-0.5)

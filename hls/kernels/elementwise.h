@@ -5,7 +5,8 @@
 // squares are float32 partial sums (S rotating sets of V lanes, added as a tree at the end), so they
 // differ from numpy's pairwise summation by float rounding only.
 //
-// V lanes per cycle: V = 15, five groups of three, so quantised values land in whole groups of xq.
+// V lanes per cycle: V = 15 (five groups of three: a whole set of xq a cycle) or 3 (one group, for small
+// devices); quantised values land in whole groups of xq.
 #ifndef TELLME_ELEMENTWISE_H
 #define TELLME_ELEMENTWISE_H
 
@@ -26,7 +27,6 @@ struct elementwise_defaults {
     static const unsigned partials = 8;  // S: rotating partial-sum sets, at least the float adder's latency
 };
 
-static const unsigned GROUPS_PER_LANE_SET = 5;  // V / 3
 
 // The sum of x[0..N) as a fixed tree: the first half's sum plus the second half's, recursively. A pure
 // function of N, so the C simulation and the hardware add in the same order.
@@ -158,24 +158,28 @@ NORMALIZE:
 template <class C, unsigned DIM, unsigned B, unsigned MAX_GROUPS>
 float quantize(const float y[1][DIM], float peak, unsigned n, unsigned groups, int8_t xq[B][MAX_GROUPS / 5][5][3],
                unsigned tok) {
-    const unsigned V = C::lanes;
-    const unsigned max_iters = MAX_GROUPS / GROUPS_PER_LANE_SET;
+    const unsigned V = C::lanes, GU = C::lanes / 3;  // groups a cycle: 5 (a whole set of xq) or 1
+    static_assert(GU == 5 || GU == 1, "the element-wise lanes are 15 or 3");
+    const unsigned max_iters = MAX_GROUPS / GU;
     (void)max_iters;
     const float scale = ACT_QMAX / (peak > ACT_SCALE_FLOOR ? peak : ACT_SCALE_FLOOR);
 QUANTIZE:
-    for (unsigned i = 0; i < (groups + GROUPS_PER_LANE_SET - 1) / GROUPS_PER_LANE_SET; i++) {
+    for (unsigned i = 0; i < (groups + GU - 1) / GU; i++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
         TELLME_COUNT("quantize");
-        for (unsigned u = 0; u < GROUPS_PER_LANE_SET; u++) {
+        for (unsigned u = 0; u < GU; u++) {
 #pragma HLS UNROLL
-            const unsigned g = GROUPS_PER_LANE_SET * i + u;
+            const unsigned g = GU * i + u;
             for (unsigned k = 0; k < 3; k++) {
 #pragma HLS UNROLL
                 const unsigned idx = V * i + 3 * u + k;
                 float r = idx < n ? std::rint(y[0][idx] * scale) : 0.0f;
                 r = r < -128.0f ? -128.0f : (r > 127.0f ? 127.0f : r);
-                if (g < groups) xq[tok][i][u][k] = int8_t(r);
+                if (g < groups) {
+                    if (GU == 5) xq[tok][i][u][k] = int8_t(r);  // a whole set: every bank, its own
+                    else xq[tok][g / 5][g % 5][k] = int8_t(r);  // one group: one write a bank at most
+                }
             }
         }
     }
