@@ -20,6 +20,7 @@ from .config import AcceleratorConfig
 DEFAULT_M_AXI_BUNDLE = "gmem"  # Vitis HLS's bundle for an m_axi port that names none
 DEFAULT_S_AXILITE_BUNDLE = "control"
 BD_NAME = "tellme_bd"
+WORD_BITS = 128  # every m_axi port of the top (hls/kernels/common.h word_t)
 
 
 # --- the accelerator's interfaces, read from its top function ---
@@ -117,22 +118,12 @@ class Route:
 
 
 def assign_ports(bundles: tuple[str, ...], ports: tuple[HpPort, ...]) -> list[Route]:
-    """One HP port per bundle while ports last. With more bundles than ports the first bundle (the
-    weight stream, which every top declares first) keeps a port to itself and the others share the
-    remaining ports round robin."""
-    if len(bundles) <= len(ports):
-        groups = [[b] for b in bundles]
-    elif len(ports) == 1:
-        groups = [list(bundles)]
-    else:
-        groups = [[bundles[0]]] + [[] for _ in ports[1:]]
-        for i, bundle in enumerate(bundles[1:]):
-            groups[1 + i % (len(ports) - 1)].append(bundle)
-    return [
-        Route(port, tuple(group), f"smc_{port.name.lower()}")
-        for port, group in zip(ports, groups, strict=False)
-        if group
-    ]
+    """One HP port per bundle, in the ports' order of preference, while ports last. The top declares its
+    weight stripes first (they stream in lockstep, so each keeps a port to itself); bundles beyond the
+    ports (the io bundle: params, hidden states, K/V writes, results) share the last port."""
+    groups = [[b] for b in bundles[: len(ports)]]
+    groups[-1] += list(bundles[len(ports):])
+    return [Route(port, tuple(group), f"smc_{port.name.lower()}") for port, group in zip(ports, groups, strict=False)]
 
 
 # --- build_bd.tcl ---
@@ -171,7 +162,7 @@ class BlockDesign:
 
     @property
     def hp_width(self) -> int:
-        return min(self.config.axi_width, self.board.ps.hp_max_width)
+        return min(WORD_BITS, self.board.ps.hp_max_width)
 
     @property
     def ps_config(self) -> list[tuple[str, str]]:

@@ -111,8 +111,8 @@ def read_hls_project(path: Path) -> HlsProject:
 
 
 def design_name(design: Design) -> str:
-    """<model>-<board>-q<Q>, lower case, safe as a file name and a Tcl word."""
-    return sanitize(f"{design.name}-{design.config.board}-q{design.config.tlmm.q}")
+    """<model>-<board>-p<weight ports>, lower case, safe as a file name and a Tcl word."""
+    return sanitize(f"{design.name}-{design.config.board}-p{design.config.weight_ports}")
 
 
 def sanitize(name: str) -> str:

@@ -105,6 +105,22 @@ def _fitted(config: AcceleratorConfig, model: ModelConfig, block: bool, lanes: b
     return config
 
 
+SHARED_TREE_ADDERS = 2  # float_adders=fabric: attention's once-a-row trees share this many adders
+
+
+def tree_adders(config: AcceleratorConfig, head_dim_pad: int) -> dict[str, int]:
+    """Adders of attention's SCORES tree (parts - 1 adds a score) and ROW_SUMS (kv_block adds a head), and
+    the II that gives (attention.h): every add its own adder at II=1, unless the adders are in LUTs
+    (float_adders=fabric, small devices), where a few are shared."""
+    score_adds = (head_dim_pad // config.chunk) * (config.chunk // config.attention_lanes) - 1
+    sum_adds = config.kv_block
+    out = {}
+    for name, adds in (("score", score_adds), ("sum", sum_adds)):
+        adders = max(1, adds if config.float_adders == "dsp" else min(adds, SHARED_TREE_ADDERS))
+        out[f"{name}_adders"], out[f"{name}_ii"] = adders, -(-max(adds, 1) // adders)
+    return out
+
+
 @dataclass(frozen=True)
 class Design:
     """An accelerator for one model shape on one board (see the module docstring)."""
@@ -113,6 +129,7 @@ class Design:
     config: AcceleratorConfig
     model: ModelConfig
     folder: ModelFolder | None = None  # the weights, when made from a model folder
+    overrides: tuple[str, ...] = ()  # the user's --set items (the rest is the preset, sized to fit)
 
     def __post_init__(self) -> None:
         if self.config.tlmm.tile_words < self.layout.max_wpr:
@@ -128,13 +145,13 @@ class Design:
         (a design folder's recorded parameters)."""
         folder = model if isinstance(model, ModelFolder) else open_model_folder(Path(model), verify=verify)
         config = config or sized_config(board, folder.config, overrides)
-        return cls(Path(folder.path).resolve().name, config, folder.config, folder)
+        return cls(Path(folder.path).resolve().name, config, folder.config, folder, tuple(overrides))
 
     @classmethod
     def for_shape(cls, model: ModelConfig, board: str = "kv260", overrides: list[str] | tuple[str, ...] = (),
                   name: str = "shape") -> Design:
         """A model shape without weights: enough for config.h, estimates and the build scripts' sizes."""
-        return cls(name, sized_config(board, model, overrides), model)
+        return cls(name, sized_config(board, model, overrides), model, overrides=tuple(overrides))
 
     # --- what it is ---
     @property
@@ -188,7 +205,8 @@ class Design:
         attention = {"ports": cfg.weight_ports, "chunk": cfg.chunk, "lanes": cfg.attention_lanes,
                      "head_dim": m.head_dim, "head_dim_pad": lay.head_dim_pad, "heads": m.num_attention_heads,
                      "kv_heads": m.num_key_value_heads, "kv_block": cfg.kv_block, "max_block": b,
-                     "max_context": self.context, "scale": float(np.float32(1.0 / np.sqrt(np.float64(m.head_dim))))}
+                     "max_context": self.context, "scale": float(np.float32(1.0 / np.sqrt(np.float64(m.head_dim)))),
+                     **tree_adders(cfg, lay.head_dim_pad)}
         model = {
             "ports": cfg.weight_ports, "layers": m.num_hidden_layers, "hidden": m.hidden_size,
             "hidden_pad": lay.hidden_pad, "intermediate": m.intermediate_size,

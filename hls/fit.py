@@ -254,7 +254,6 @@ def fp_operators(design: Design) -> dict[str, dict[str, int]]:
     c = design.constants
     a = c["attention_config"]
     v, lanes, chunk, r = c["elementwise_config"]["lanes"], a["lanes"], a["chunk"], a["kv_block"]
-    parts = (a["head_dim_pad"] // chunk) * (chunk // lanes)
     tree = math.ceil(math.log2(v * c["elementwise_config"]["partials"]))  # unpipelined: one adder a level
 
     def plus(*ops: dict[str, int]) -> dict[str, int]:
@@ -276,7 +275,8 @@ def fp_operators(design: Design) -> dict[str, dict[str, int]]:
         # QK (A products, a tree), PV (A weights x values, A rescales, A sums), the K/V conversions,
         # SCORES (a tree of partial dot products, the scale), BLOCK_MAX and EXPS (exp_poly each),
         # ROW_SUMS (a tree of R, the rescale), ATTENTION_OUT (acc / l)
-        "attention": plus({"fmul": lanes + 2 * lanes + 1 + 1, "fadd": (lanes - 1) + lanes + (parts - 1) + (r - 1) + 3,
+        "attention": plus({"fmul": lanes + 2 * lanes + 1 + 1,
+                           "fadd": (lanes - 1) + lanes + a["score_adders"] + a["sum_adders"] + 2,
                            "half_to_float": 2 * chunk, "fcmp": r, "fdiv": 1},
                           EXP_POLY, EXP_POLY),
         "LM head": {"int_to_float": 1, "fmul": 1, "fdiv": 1} if design.config.head_on_pl else {},
@@ -368,44 +368,33 @@ def estimate_fit(design: Design, advise: bool = True) -> FitEstimate:
 
 
 def advice(design: Design, estimate: FitEstimate) -> str:
-    """The first change, in order of least cost to speed, that makes the design fit."""
+    """The first change, in order of least cost to speed, that makes the design fit (the parameters the
+    user did not set are sized again around it)."""
     from .design import Design as DesignClass
     from .design import sized_config
 
     short = {c.name for c in estimate.short}
-    if short & {"host_ram", "cma", "largest_buffer"}:
+    cfg = design.config
+    memory = bool(short & {"host_ram", "cma", "largest_buffer"})
+    if memory:
         tries = [f"max_context={n}" for n in (1024, 512, 256, 128) if n < design.context]
     else:
-        cfg = design.config
         tries = [f"prefill_block={b}" for b in (8, 4, 2, 1) if b < cfg.prefill_block]
         tries += [f"tlmm.token_lanes={n}" for n in range(cfg.tlmm.token_lanes - 1, 0, -1)]
-        tries += [f"attention_lanes={n}" for n in range(cfg.attention_lanes - 1, 0, -1)
-                  if cfg.chunk % n == 0]
+        tries += [f"attention_lanes={n}" for n in range(cfg.attention_lanes - 1, 0, -1) if cfg.chunk % n == 0]
         tries += [f"fifo_depth={n}" for n in (2048, 1024, 512) if n < cfg.fifo_depth]
+        tries += [f"tlmm.tile_words={n}" for n in (4096, 2048, 1024) if n < cfg.tlmm.tile_words]
         tries += ["elementwise_lanes=3"] if cfg.elementwise_lanes > 3 else []
         tries += ["float_adders=fabric"] if cfg.float_adders == "dsp" else []
     for change in tries:
         try:
-            config = sized_config(design.config.board, design.model, [*_overrides(design), change], auto=False)
-            trial = DesignClass(design.name, config, design.model)
-            if estimate_fit(trial, advise=False).fits:
+            config = sized_config(cfg.board, design.model, [*design.overrides, change])
+            if estimate_fit(DesignClass(design.name, config, design.model), advise=False).fits:
                 return f"--set {change}"
         except UserError:
             continue
-    if short & {"host_ram", "cma", "largest_buffer"}:
-        return "use a smaller model or a board with more memory"
+    if memory:
+        return (f"use a smaller model, or a board with more memory (the PL's buffers come from the CMA: "
+                f"{_bytes(design.board.cma_bytes)} on {cfg.board} as booted; a larger cma= boot argument "
+                "gives more)")
     return "use a smaller model or a larger device"
-
-
-def _overrides(design: Design) -> list[str]:
-    """The design's config as --set items, so a trial changes one thing."""
-    cfg, preset = design.config, design.board.defaults
-    items = []
-    for key in ("weight_ports", "max_context", "prefill_block", "kv_block", "attention_lanes", "lm_head",
-                "fifo_depth", "storage", "clock_mhz", "elementwise_lanes", "float_adders"):
-        if getattr(cfg, key) != getattr(preset, key):
-            items.append(f"{key}={getattr(cfg, key)}")
-    for key in ("token_lanes", "tile_words"):
-        if getattr(cfg.tlmm, key) != getattr(preset.tlmm, key):
-            items.append(f"tlmm.{key}={getattr(cfg.tlmm, key)}")
-    return items

@@ -111,6 +111,7 @@ class Model:
         self.cfg, self.lay, self.m = cfg, lay, m
         self.consts = design.constants["model_config"]
         self.v = design.config.elementwise_lanes  # V: the norms' values a cycle
+        self.att = design.constants["attention_config"]
         board = design.board
         clock = cfg.clock_mhz * 1e6
         ports = board.ps.hp_ports[: cfg.weight_ports]
@@ -190,8 +191,9 @@ class Model:
                 rows = cached + own
                 per_row = rc * group * folds
                 qk = s.loop("attention_qk", rows * per_row)
-                middle = (s.loop("attention_scores", rows * heads) + s.loop("attention_max", heads)
-                          + s.loop("attention_exps", rows * heads) + s.loop("attention_sums", heads))
+                middle = (s.loop("attention_scores", rows * heads, self.att["score_ii"])
+                          + s.loop("attention_max", heads) + s.loop("attention_exps", rows * heads)
+                          + s.loop("attention_sums", heads, self.att["sum_ii"]))
                 pv = s.loop("attention_pv", rows * per_row)
                 if i == 0 and cached:
                     partial = cached < r

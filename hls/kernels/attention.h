@@ -41,6 +41,10 @@ struct attention_defaults {
     static const unsigned max_block = 16;  // B: queries of a prefill block
     static const unsigned max_context = 1024;
     static constexpr float scale = 0.102062076f;  // the scores' factor: float32(head_dim ** -0.5) as numpy
+    // The once-a-row trees of SCORES (parts - 1 adds) and ROW_SUMS (R adds) on this many adders, at this
+    // II: all of them at II=1 on large devices, a few shared ones where LUTs or DSPs are short.
+    static const unsigned score_adders = 3, score_ii = 1;
+    static const unsigned sum_adders = 16, sum_ii = 1;
 };
 
 // Iterations between two updates of one PV accumulator that the schedule may rely on (the generator
@@ -169,10 +173,17 @@ QK:
         }
     }
     unsigned st = 0, sh = 0;
+    const unsigned score_ii = C::score_ii, sum_ii = C::sum_ii;  // pragma values
+    const unsigned score_adders = C::score_adders, sum_adders = C::sum_adders;
+    (void)score_ii;
+    (void)sum_ii;
+    (void)score_adders;
+    (void)sum_adders;
 SCORES:
     for (unsigned it = 0; it < rows * H; it++) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = score_ii
 #pragma HLS LOOP_TRIPCOUNT max = max_scores
+#pragma HLS ALLOCATION operation instances = fadd limit = score_adders
         TELLME_COUNT("attention_scores");
         float part[AA::parts];
 #pragma HLS ARRAY_PARTITION variable = part complete
@@ -214,7 +225,8 @@ EXPS:
     }
 ROW_SUMS:
     for (unsigned h = 0; h < H; h++) {
-#pragma HLS PIPELINE II = 1
+#pragma HLS PIPELINE II = sum_ii
+#pragma HLS ALLOCATION operation instances = fadd limit = sum_adders
         TELLME_COUNT("attention_sums");
         float column[R];
 #pragma HLS ARRAY_PARTITION variable = column complete
