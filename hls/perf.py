@@ -73,6 +73,11 @@ POSITIONS = (64, 256, 512, 1024)
 PROMPTS = (64, 128)
 
 
+def gearbox_iterations(words: int, lanes: int) -> int:
+    """Iterations of decoder.h read_floats for `words` words into lane sets of `lanes` floats."""
+    return words + 1 if lanes >= FLOATS_PER_WORD else -(-FLOATS_PER_WORD * words // lanes) + 1
+
+
 @dataclass
 class Piece:
     """A stretch of a block's schedule: what the engine does, and the words it takes from a FIFO."""
@@ -132,10 +137,10 @@ class Model:
         return BURST_LATENCY_CYCLES + words * WORD_BYTES / self.io_bytes_per_cycle
 
     # --- the engine's steps ---
-    def read_io(self, s: Schedule, words: int, reads: list[int]) -> None:
-        """One prefetcher io loop of `words`, consumed by engine loops reading `reads` words each."""
+    def read_io(self, s: Schedule, words: int, reads: list[tuple[int, int]]) -> None:
+        """One prefetcher io loop of `words`, consumed by engine read_floats loops of (words, lanes)."""
         s.counts["read_io"] = s.counts.get("read_io", 0) + words
-        engine = sum(s.loop("read_floats", r + 1) for r in reads)  # the gearbox's last lane set: one more
+        engine = sum(s.loop("read_floats", gearbox_iterations(r, lanes)) for r, lanes in reads)
         s.stream("io", words, self.io_fetch(words), engine)
 
     def norm(self, s: Schedule, n: int, wpr: int, b: int) -> None:
@@ -212,12 +217,14 @@ class Model:
         s = Schedule()
         c, m, cfg, lay = self.consts, self.m, self.cfg, self.lay
         f = FLOATS_PER_WORD
-        self.read_io(s, b * lay.hidden_pad // f, [lay.hidden_pad // f] * b)
-        self.read_io(s, b * lay.rope_half_pad // f, [lay.rope_half_pad // f] * b)
-        self.read_io(s, b * lay.rope_half_pad // f, [lay.rope_half_pad // f] * b)
+        v = self.v
+        self.read_io(s, b * lay.hidden_pad // f, [(lay.hidden_pad // f, v)] * b)
+        self.read_io(s, b * lay.rope_half_pad // f, [(lay.rope_half_pad // f, f)] * b)
+        self.read_io(s, b * lay.rope_half_pad // f, [(lay.rope_half_pad // f, f)] * b)
         mats = {mx.name: mx for mx in lay.matrices}
         for _ in range(m.num_hidden_layers):
-            reads = [lay.hidden_pad // f, lay.hidden_pad // f, c["q_size_pad"] // f, c["intermediate_pad"] // f]
+            reads = [(lay.hidden_pad // f, v), (lay.hidden_pad // f, v), (c["q_size_pad"] // f, v),
+                     (c["intermediate_pad"] // f, v)]
             self.read_io(s, c["p_layer_stride"] // f, reads)
             s.engine(s.loop("read_scales", 2))
             for name, n in (("qkv", m.hidden_size), ("o", m.q_size), ("gateup", m.hidden_size),
@@ -230,7 +237,7 @@ class Model:
                     self.attention(s, first, b)
                 if name in ("o", "down"):  # RESIDUAL: two reads and a write a bank, at II=2
                     s.engine(s.loop("residual", b * -(-m.hidden_size // self.v), RESIDUAL_II))
-        self.read_io(s, lay.hidden_pad // f, [lay.hidden_pad // f])
+        self.read_io(s, lay.hidden_pad // f, [(lay.hidden_pad // f, v)])
         self.norm(s, m.hidden_size, c["final_wpr"], b)
         if not cfg.head_on_pl:
             s.engine(sum(s.loop("write_hidden", lay.hidden_pad // f) for _ in range(b)))

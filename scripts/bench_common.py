@@ -23,7 +23,10 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
 
 
 def machine() -> dict:
-    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    """This machine, and its load when the figures were taken (the timings are of a possibly shared machine)."""
+    load = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "load_average": load}
 
 
 def save_json(path: Path, data: dict) -> None:

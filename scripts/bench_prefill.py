@@ -1,90 +1,97 @@
-"""C-simulation time to first token: one prefill call for a 64- and a 128-token prompt against a loop
-of decode calls over the same tokens (the accelerator's C++ compiled by g++, not the board).
+#!/usr/bin/env python3
+"""Time to first token on the C simulation: a 64- and a 128-token prompt as one prefill call against n decode
+calls over the same tokens, beside the board's modelled TTFT.
 
-    python scripts/bench_prefill.py [--model DIR] [--board kv260] [--out bench/prefill.json]
+The C simulation is the accelerator's C++ compiled by g++, run on one core of this machine (measured wall
+time, best of `--repeat`); each run starts from an empty K/V cache, embeds the prompt on the host (HostEnds,
+int8 rows when the LM head is on the PL) and ends with the first token (argmax of the last logits). The
+ratio says how much work a prefill saves (each weight tile read once a block of tokens), not how fast a board
+is. The board's TTFT is modelled (design.speed().ttft_s, hls/perf.py v2), never measured here.
 
-Without --model it uses the bundled default model, or a random model of the same shape if there is none.
-The figures are C-simulation wall times on this machine; they say how much work a prefill saves
-(each weight tile read once per block of tokens), not how fast a board is.
+    python scripts/bench_prefill.py [--model DIR] [--board kv260] [--repeat 3] [--out bench/prefill.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_common import machine, save_json  # noqa: E402
+from bench_common import best_of, machine, save_json  # noqa: E402
 
+from tellme.hls.csim import DecoderSim  # noqa: E402
 from tellme.hls.design import Design  # noqa: E402
 from tellme.host.backends import HostEnds  # noqa: E402
-from tellme.models.config import ModelConfig
-from tellme.models.convert import convert_checkpoint  # noqa: E402
-from tellme.models.errors import UserError  # noqa: E402
-from tellme.models.synthetic import write_random_checkpoint  # noqa: E402
+from tellme.models.default_model import resolve_model_dir  # noqa: E402
 
 PROMPTS = (64, 128)
-DEFAULT_SHAPE = ModelConfig(vocab_size=2048, hidden_size=256, intermediate_size=688, num_hidden_layers=6,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
 
 
-def model_dir(arg: str | None, tmp: Path) -> tuple[Path, str]:
-    if arg:
-        return Path(arg), Path(arg).name
-    try:
-        from tellme.models.default_model import default_model_dir
-
-        return default_model_dir(), "default"
-    except (ImportError, UserError):
-        convert_checkpoint(write_random_checkpoint(tmp / "hf", "bitlinear", DEFAULT_SHAPE), tmp / "m", quiet=True)
-        return tmp / "m", "random model of the default shape"
+def first_token(sim: DecoderSim, ends: HostEnds, out: np.ndarray) -> int:
+    logits = out if sim.design.config.head_on_pl else ends.lm_head(out[-1:])
+    return int(np.argmax(np.asarray(logits).reshape(-1)))
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+def prefill(sim: DecoderSim, ends: HostEnds, tokens: list[int]) -> int:
+    """The prompt as one forward() call; returns the first token."""
+    return first_token(sim, ends, sim.forward(ends.embed(tokens), sim.new_cache(), 0))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None)
+def decode_loop(sim: DecoderSim, ends: HostEnds, tokens: list[int]) -> int:
+    """The prompt one token a call; returns the first token."""
+    kv = sim.new_cache()
+    for pos, token in enumerate(tokens):
+        out = sim.forward(ends.embed([token]), kv, pos)
+    return first_token(sim, ends, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--board", default="kv260")
-    parser.add_argument("--out", default="bench/prefill.json")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        path, label = model_dir(args.model, Path(tmp))
-        design = Design.for_model(path, args.board)
-        config, sim, ends = design.config, design.csim(), HostEnds(design.folder)
-        results = {"machine": machine(), "model": label, "board": args.board,
-                   "prefill_block": config.prefill_block, "attention_pes": config.attention_pes, "prompts": {}}
-        sim.forward(ends.embed([1]), *sim.new_cache(), 0)  # load the weights once, outside the timings
-        for n in PROMPTS:
-            if n > sim.max_context:
-                continue
-            hidden = ends.embed(list(range(3, 3 + n)))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs (best is kept)")
+    parser.add_argument("--out", type=Path, default=Path("bench/prefill.json"), help="JSON output")
+    args = parser.parse_args(argv)
 
-            def prefill(hidden=hidden) -> None:
-                k, v = sim.new_cache()
-                ends.lm_head(sim.forward(hidden, k, v, 0)[-1:])
+    design = Design.for_model(resolve_model_dir(args.model), args.board, args.set)
+    cfg, speed = design.config, design.speed()
+    sim = design.csim()
+    ends = HostEnds(design.folder, int8=cfg.head_on_pl)
+    rng = np.random.default_rng(0)
+    prefill(sim, ends, [3])  # loads the weights once, outside the timings
 
-            def decode_loop(hidden=hidden, n=n) -> None:
-                k, v = sim.new_cache()
-                for pos in range(n):
-                    out = sim.forward(hidden[pos : pos + 1], k, v, pos)
-                ends.lm_head(out)
+    print(f"TTFT of {design.name} on {cfg.board} (prefill block {cfg.prefill_block}, {cfg.tlmm.token_lanes} token "
+          f"lane(s), LM head {cfg.lm_head}, context {design.context}): C simulation on one core, measured, best of "
+          f"{args.repeat}; board modelled ({speed.model})")
+    print(f"{'prompt':>6} {'prefill call s':>14} {'n decode calls s':>16} {'ratio':>6} {'same token':>10} "
+          f"{'board TTFT s (modelled)':>24}")
+    prompts = {}
+    for n in PROMPTS:
+        if n > design.context:
+            print(f"{n:>6} skipped: beyond the design's context of {design.context}")
+            continue
+        tokens = rng.integers(3, design.model.vocab_size, n).tolist()
+        same = prefill(sim, ends, tokens) == decode_loop(sim, ends, tokens)
+        t_prefill = best_of(lambda tokens=tokens: prefill(sim, ends, tokens), args.repeat)
+        t_loop = best_of(lambda tokens=tokens: decode_loop(sim, ends, tokens), args.repeat)
+        board = speed.ttft_s.get(str(n))
+        prompts[str(n)] = {"csim_prefill_s": round(t_prefill, 4), "csim_decode_loop_s": round(t_loop, 4),
+                           "prefill_over_decode_loop": round(t_prefill / t_loop, 3), "same_first_token": same,
+                           "board_ttft_s_modelled": board}
+        print(f"{n:>6} {t_prefill:>14.3f} {t_loop:>16.3f} {t_prefill / t_loop:>6.2f} {'yes' if same else 'NO':>10} "
+              f"{board if board is not None else '-':>24}")
 
-            t_prefill, t_loop = timed(prefill), timed(decode_loop)
-            row = {"ttft_prefill_s": round(t_prefill, 3), "ttft_decode_loop_s": round(t_loop, 3),
-                   "prefill_over_decode_loop": round(t_prefill / t_loop, 3)}
-            results["prompts"][str(n)] = row
-            print(f"{n:4d}-token prompt: prefill call {t_prefill:7.2f} s, {n} decode calls {t_loop:7.2f} s, "
-                  f"ratio {row['prefill_over_decode_loop']:.2f}")
-    save_json(Path(args.out), results)
+    save_json(args.out, {
+        "what": "TTFT: C-sim prefill call vs n decode calls (measured, one core); board TTFT modelled",
+        "machine": machine(), "model": design.name, "board": cfg.board, "overrides": list(args.set),
+        "prefill_block": cfg.prefill_block, "token_lanes": cfg.tlmm.token_lanes, "context": design.context,
+        "repeat": args.repeat, "board_model": speed.model, "prompts": prompts,
+    })
     return 0
 
 

@@ -1,10 +1,18 @@
 #!/usr/bin/env python3
-"""C-simulation throughput of the TLMM kernel against the numpy references, on the layer shapes of
-BitNet b1.58 0.73B: K=1536 -> N=4096 (gate/up_proj) and K=4096 -> N=1536 (down_proj), one token.
+"""One ternary matrix on the TLMM engine (hls/kernels/tlmm.h) in C simulation against numpy, on the layer shapes
+of BitNet b1.58 0.73B: K=1536 -> N=4096 (gate/up-like) and K=4096 -> N=1536 (down-like), for one token and a
+block of `--block` tokens.
 
-Prints a table and writes JSON (default bench/tlmm.json). Every C-sim output is also checked
-bit-exact against numpy. "PL model" is the cycle count of the generated design at its clock (tile
-loads over one m_axi port, then the lookup loop), for scale only. `--quick` runs small shapes.
+Random ternary weights are laid out in the design's stripes (tellme.models.ddr_image) and run through
+DecoderSim.matrix with unit scales, so its outputs are the integer sums: they must equal numpy's TLMM
+(tellme.models.tlmm.TlmmWeights) exactly. Measured on this machine (best of `--repeat`): the C-sim call (it
+includes the bridge's copy of the stripes into its streams), numpy's TLMM and numpy's plain int32 matmul.
+Modelled, not measured (hls/perf.py v2): the matrix's PL cycles as perf.Model.matrix walks the code: per tile
+and token group, row-steps x max(wpr, P x TP) + P x TP (the tlmm_rows loop) plus the tables' builds and the
+loops' depths (engine), the prefetcher's stream of the stripes (fetch), and the two overlapped through the
+stripe FIFOs (perf.Model.cycles, less its block overhead), at the board clock. `--quick`: small shapes.
+
+    python scripts/bench_tlmm.py [--board kv260] [--block 8] [--quick] [--out bench/tlmm.json]
 """
 
 from __future__ import annotations
@@ -15,91 +23,120 @@ from pathlib import Path
 
 import numpy as np
 
-from tellme.hls import toolchain
-from tellme.hls.boards import board_config
-from tellme.hls.csim import TlmmSim
-from tellme.hls.design import tlmm_reference
-from tellme.models.ddr_image import tlmm_lines
-from tellme.models.packing import pack_tlmm
-from tellme.models.quant import act_quant
-from tellme.models.tlmm import TlmmWeights, naive_matmul
-
 sys.path.insert(0, str(Path(__file__).parent))
+
 from bench_common import best_of, machine, save_json  # noqa: E402
 
+from tellme.hls import perf, toolchain  # noqa: E402
+from tellme.hls.csim import DecoderSim  # noqa: E402
+from tellme.hls.design import Design  # noqa: E402
+from tellme.models.config import ModelConfig, named_shape  # noqa: E402
+from tellme.models.ddr_image import matrix_words, row_indices, stripe_rows, words_per_row  # noqa: E402
+from tellme.models.packing import ZERO_INDEX, pack_tlmm  # noqa: E402
+from tellme.models.tlmm import TlmmWeights, naive_matmul  # noqa: E402
+
 SHAPES = [(1536, 4096), (4096, 1536)]  # (K in_features, N out_features)
-QUICK_SHAPES = [(300, 200), (200, 300)]
+# --quick: the bundled model's MLP shapes, on a one-layer design of that width
+QUICK_SHAPES = [(256, 688), (688, 256)]
+QUICK_MODEL = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=688, num_hidden_layers=1,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
 
 
-def bench_shape(sim: TlmmSim, k: int, n: int, repeat: int, seed: int = 0) -> dict:
+def stripes_for(w: np.ndarray, ports: int) -> tuple[np.ndarray, int, int]:
+    """Ternary [N, K] -> the stripes as ddr_image lays them out (uint8 [P, rows * wpr * 16]), rows, wpr."""
+    n, k = w.shape
+    wpr = words_per_row(k)
+    words = matrix_words(row_indices(pack_tlmm(w), k, wpr), wpr)
+    rows = -(-n // ports)
+    padded = np.zeros((rows * ports, wpr, 16), dtype=np.uint8)
+    padded[:n] = words
+    padded[n:] = matrix_words(np.full((1, wpr * 25), ZERO_INDEX, np.uint8), wpr)[0]
+    return np.stack([s.reshape(-1) for s in stripe_rows(padded, ports)]), rows, wpr
+
+
+def modelled(design: Design, rows: int, wpr: int, b: int) -> dict:
+    """The matrix's PL cycles as hls/perf.py counts them (modelled, not measured)."""
+    model = perf.Model(design)
+    s = perf.Schedule()
+    model.matrix(s, rows, wpr, b)
+    engine = sum(p.engine for p in s.pieces)
+    fetch = sum(p.fetch for p in s.pieces)
+    cycles = model.cycles(s) - perf.BLOCK_OVERHEAD_CYCLES
+    per_us = design.config.clock_mhz
+    return {"modelled": True, "model": perf.MODEL_VERSION, "clock_mhz": design.config.clock_mhz,
+            "tlmm_rows_iterations": s.counts.get("tlmm_rows", 0), "engine_cycles": round(engine),
+            "fetch_cycles": round(fetch), "cycles": round(cycles), "us": round(cycles / per_us, 2),
+            "bound": "stream" if fetch > engine else "engine"}
+
+
+def bench(sim: DecoderSim, k: int, n: int, b: int, repeat: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     w = rng.integers(-1, 2, (n, k)).astype(np.int8)
-    xq, s_x = act_quant(rng.standard_normal((1, k)).astype(np.float32))
-    s_w = np.float32(1.7)
-    packed = pack_tlmm(w)
-    lines = tlmm_lines(packed, k, sim.config.layout)
-    weights = TlmmWeights(packed, k)
+    xq = rng.integers(-128, 128, (b, k)).astype(np.int8)
+    ones = np.ones(b, dtype=np.float32)
+    weights = TlmmWeights(pack_tlmm(w), k)
+    stripes, rows, wpr = stripes_for(w, sim.design.config.weight_ports)
 
-    _, y_ref = tlmm_reference(packed, k, xq, s_x, s_w)
-    y_sim = sim.run_lines(lines, k, xq, s_x, s_w)
-    if not np.array_equal(y_sim.view(np.uint32), y_ref.view(np.uint32)):
-        raise SystemExit(f"C-sim differs from numpy on K={k} N={n}")
-
-    times = {
-        "csim": best_of(lambda: sim.run_lines(lines, k, xq, s_x, s_w), repeat),
-        "numpy_tlmm": best_of(lambda: weights.matmul(xq), repeat),
-        "numpy_naive": best_of(lambda: naive_matmul(xq, w), repeat),
-    }
-    # what the generated design would spend at its clock: one AXI word per cycle while a tile loads,
-    # then one line per cycle while it is looked up (tiles do not overlap yet)
-    lookup = n * sim.config.cycles(k)
-    load = lookup * sim.config.line_words
-    return {
-        "k": k,
-        "n": n,
-        "seconds": times,
-        "mweights_per_s": {name: k * n / t / 1e6 for name, t in times.items()},
-        "csim_vs_numpy_tlmm": times["csim"] / times["numpy_tlmm"],
-        "pl_model": {
-            "lookup_cycles": lookup,
-            "load_cycles": load,
-            "ms": (lookup + load) / (sim.config.clock_mhz * 1e3),
-        },
-        "bit_exact": True,
-    }
+    want = weights.matmul(xq)
+    got = sim.matrix(stripes, rows, wpr, xq, ones)[:, :n]
+    if np.abs(want).max(initial=0) >= 2**24 or not np.array_equal(got, want.astype(np.float32)):
+        raise SystemExit(f"C-sim differs from numpy's TLMM on K={k} N={n} b={b}")
+    if not np.array_equal(want, naive_matmul(xq, w)):
+        raise SystemExit(f"numpy's TLMM differs from the int32 matmul on K={k} N={n} b={b}")
+    seconds = {"csim": best_of(lambda: sim.matrix(stripes, rows, wpr, xq, ones), repeat),
+               "numpy_tlmm": best_of(lambda: weights.matmul(xq), repeat),
+               "numpy_int32": best_of(lambda: naive_matmul(xq, w), repeat)}
+    return {"k": k, "n": n, "tokens": b, "rows_per_stripe": rows, "wpr": wpr, "bit_exact": True,
+            "seconds": {name: round(t, 6) for name, t in seconds.items()},
+            "mweights_per_s": {name: round(k * n * b / t / 1e6, 2) for name, t in seconds.items()},
+            "pl": modelled(sim.design, rows, wpr, b)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="bench/tlmm.json", help="JSON output (default bench/tlmm.json)")
     parser.add_argument("--board", default="kv260")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--block", type=int, default=8, help="tokens of the block (the design's prefill_block "
+                        "is raised to it when smaller)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (best is kept)")
     parser.add_argument("--quick", action="store_true", help="small shapes, for a smoke test")
+    parser.add_argument("--out", type=Path, default=Path("bench/tlmm.json"), help="JSON output")
     args = parser.parse_args(argv)
 
+    shape, name = (QUICK_MODEL, "quick") if args.quick else (named_shape("bitnet-0.73b"), "bitnet-0.73b")
     shapes = QUICK_SHAPES if args.quick else SHAPES
-    config = board_config(args.board, args.set, max_k=max(k for k, _ in shapes), max_n=max(n for _, n in shapes))
-    sim = TlmmSim.build(config)
-    results = [bench_shape(sim, k, n, args.repeat) for k, n in shapes]
+    overrides = list(args.set)
+    if not any(o.startswith("prefill_block=") for o in overrides):
+        if Design.for_shape(shape, args.board, overrides, name=name).config.prefill_block < args.block:
+            overrides.append(f"prefill_block={args.block}")
+    design = Design.for_shape(shape, args.board, overrides, name=name)
+    cfg = design.config
+    block = min(args.block, cfg.prefill_block)
+    sim = DecoderSim.build(design, fast=True)
+    results = [bench(sim, k, n, b, args.repeat) for k, n in shapes for b in sorted({1, block})]
 
-    print(f"TLMM, one token, {args.board} config (Q={config.tlmm.q}, T={config.tlmm.t}, "
-          f"{config.tlmm.table} table); best of {args.repeat} runs")
-    print(f"{'K x N':>12} {'C-sim ms':>10} {'numpy TLMM ms':>14} {'numpy naive ms':>15} "
-          f"{'C-sim/TLMM':>11} {'PL model ms':>12}")
+    print(f"TLMM engine, one matrix: C simulation (one core) vs numpy, measured, best of {args.repeat}; PL time "
+          f"modelled ({perf.MODEL_VERSION})")
+    print(f"design {name} on {cfg.board}: P={cfg.weight_ports} weight ports, TP={cfg.tlmm.token_lanes} token "
+          f"lane(s), prefill block {cfg.prefill_block}, tile {cfg.tlmm.tile_words} words, {cfg.tlmm.table} table, "
+          f"{cfg.clock_mhz:g} MHz; overrides {overrides or 'none'}")
+    print(f"{'K -> N':>12} {'tok':>3} {'exact':>5} {'C-sim ms':>9} {'np TLMM ms':>10} {'np int32 ms':>11} "
+          f"{'C-sim/TLMM':>10} {'row iters':>9} {'engine cyc':>10} {'fetch cyc':>10} {'PL us (mod.)':>12}")
     for r in results:
-        s = r["seconds"]
-        print(f"{r['k']:>5} x {r['n']:<5} {s['csim'] * 1e3:>10.2f} {s['numpy_tlmm'] * 1e3:>14.2f} "
-              f"{s['numpy_naive'] * 1e3:>15.2f} {r['csim_vs_numpy_tlmm']:>10.2f}x {r['pl_model']['ms']:>12.3f}")
+        s, pl = r["seconds"], r["pl"]
+        print(f"{r['k']:>5} -> {r['n']:<5} {r['tokens']:>3} {'yes' if r['bit_exact'] else 'NO':>5} "
+              f"{s['csim'] * 1e3:>9.2f} {s['numpy_tlmm'] * 1e3:>10.2f} {s['numpy_int32'] * 1e3:>11.2f} "
+              f"{s['csim'] / s['numpy_tlmm']:>9.2f}x {pl['tlmm_rows_iterations']:>9,} {pl['engine_cycles']:>10,} "
+              f"{pl['fetch_cycles']:>10,} {pl['us']:>12.1f}")
+    print("  PL us: engine and stripe stream overlapped through the FIFOs (modelled, not measured)")
 
-    report = {
-        "what": "TLMM C-simulation vs numpy, one token per matmul; shapes are K (in) x N (out)",
-        "config": config.to_dict(),
+    save_json(args.out, {
+        "what": "one matrix on the TLMM engine: C simulation vs numpy (measured), PL cycles (modelled)",
+        "design": {"name": name, "board": cfg.board, "overrides": overrides, "config": cfg.to_dict()},
         "repeat": args.repeat,
         "machine": {**machine(), "compiler": toolchain.compiler_version(toolchain.compiler())},
         "results": results,
-    }
-    save_json(Path(args.out), report)
+    })
     return 0
 
 

@@ -442,7 +442,8 @@ def test_build_bd_tcl_under_stand_ins(board, designs, tmp_path):
         smc = next(c[1].split("/")[0] for c in intf if c[0] == f"tellme_top_0/m_axi_{bundle}")
         assert [f"{smc}/M00_AXI", f"ps/{port_name}"] in intf
         assert ps_config[f"CONFIG.{port.enable}"] == "1" and ps_config[f"CONFIG.{port.width_key}"] == hp_width
-    assert len(set(ports["m_axi"].values())) == min(weight_ports + 1, len(platform.hp_ports))  # one each while they last
+    # one port each while they last
+    assert len(set(ports["m_axi"].values())) == min(weight_ports + 1, len(platform.hp_ports))
     assert len({ports["m_axi"][f"gmem{p}"] for p in range(weight_ports)}) == weight_ports  # stripes never share
     clock = next(c for c in called(calls, "connect_bd_net") if c[0] == f"ps/{platform.clock_pin}")
     assert "tellme_top_0/ap_clk" in clock and f"ps/{platform.control_clock_pin}" in clock
@@ -532,6 +533,14 @@ def test_build_end_to_end_with_fake_tools(bitlinear_model, tmp_path, capsys, mon
     tools = [line.split("\t") for line in (tmp_path / "calls.log").read_text().splitlines() if line.startswith("TOOL")]
     assert [t[1] for t in tools] == ["vitis_hls", "vivado"] and tools[0][4] == "csynth export"
     assert (out / "logs" / "vivado.log").is_file()
+
+    # the modelled figures beside the reported ones
+    assert main(["estimate", "--design", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "modelled" in table and "csynth (IP)" in table and "Vivado (design)" in table
+    lut = next(line for line in table.splitlines() if line.strip().startswith("LUT"))
+    assert "92,417" in lut and "86,412" in lut  # csynth.xml's and utilization_kv260.rpt's LUTs
+    assert "csynth worst case 2,904,311 cycles" in table
 
     # timing not met: the design is written, the exit code says so
     monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary_failed.rpt"))

@@ -18,6 +18,7 @@ from tellme.host.cli import main
 from tellme.host.generate import GenerationStats, generate
 from tellme.host.sampling import Sampler, SamplingParams
 from tellme.models.ddr_image import qkv_row_order
+from tellme.models.default_model import resolve_model_dir
 from tellme.models.errors import UserError
 from tellme.models.model_folder import open_model_folder
 from tellme.models.reference import ReferenceModel
@@ -80,6 +81,20 @@ def test_logits_equal_the_reference(tiny_model, cache, head):
     ours = run_logits(design, sim, model, tokens)
     theirs = model.lm_head_logits(model.forward(tokens, model.new_cache(design.context)))
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_pynq_z2_design_equals_its_reference(cache):
+    """The PYNQ-Z2 preset orders its float work differently (norms three lanes a step, two ports: chunks of
+    16, four attention lanes): its reference follows, bit for bit, prefill and decode alike."""
+    design = Design.for_model(resolve_model_dir(None), "pynq-z2")
+    assert design.config.elementwise_lanes == 3 and design.config.weight_ports == 2
+    sim, model = design.csim(cache_dir=cache), design.reference()
+    tokens = np.random.default_rng(6).integers(3, design.model.vocab_size, 24).tolist()
+    ours = run_logits(design, sim, model, tokens)
+    theirs = model.lm_head_logits(model.forward(tokens, model.new_cache(design.context)))
+    np.testing.assert_array_equal(ours, theirs)
+    prefill = sim.forward(model.embed(tokens), sim.new_cache(), 0)
+    np.testing.assert_array_equal(prefill, ours[-1])  # the last token's logits
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from guard_checks import error_line, make_model, run_cli
-from test_build_flow import REPORTS, fake_tools, needs_tclsh
+from test_build_flow import REPORTS, fake_tools, needs_tclsh, register_files
 
 from tellme.hls.reports import ReportError, parse_csynth_xml, parse_timing_summary, parse_utilization
 from tellme.host.design_manifest import write_manifest
@@ -131,6 +131,7 @@ def test_build_with_such_reports(bad, model, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TELLME_TIMING_RPT", str(REPORTS / "timing_summary.rpt"))
     monkeypatch.setenv("TELLME_CSYNTH_XML", str(REPORTS / "csynth.xml"))
     monkeypatch.setenv(reports[name], str(report))
+    register_files(tmp_path, Path(model), monkeypatch)  # the exported IP's registers, as Vitis HLS writes them
     out = tmp_path / "design"
     code, stdout, err = run_cli(capsys, "build", "--board", "kv260", "--model", model, "--out", out)
     manifest = strict_json(out / "manifest.json")

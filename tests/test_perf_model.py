@@ -34,8 +34,8 @@ def layer_073b(tmp_path_factory):
     return root / "model"
 
 
-def profiled(model_dir, tmp_path_factory, overrides=()) -> DecoderSim:
-    design = Design.for_model(model_dir, "kv260", list(overrides))
+def profiled(model_dir, tmp_path_factory, overrides=(), board="kv260") -> DecoderSim:
+    design = Design.for_model(model_dir, board, list(overrides))
     return DecoderSim.build(design, cache_dir=tmp_path_factory.mktemp("profile-cache"), profile=True)
 
 
@@ -53,9 +53,11 @@ def check_counts(sim: DecoderSim) -> None:
         assert counted == modelled, f"{n} tokens at {pos}: counted {counted}, modelled {modelled}"
 
 
-@pytest.mark.parametrize("head", ["pl-int8", "host-float32"])
-def test_bundled_model_counts(tmp_path_factory, head):
-    check_counts(profiled(resolve_model_dir(None), tmp_path_factory, [f"lm_head={head}"]))
+@pytest.mark.parametrize("board,head", [("kv260", "pl-int8"), ("kv260", "host-float32"), ("pynq-z2", "pl-int8")])
+def test_bundled_model_counts(tmp_path_factory, board, head):
+    """The KV260 preset, its host-head variant, and the PYNQ-Z2's (three norm lanes, two ports, shared
+    attention adders)."""
+    check_counts(profiled(resolve_model_dir(None), tmp_path_factory, [f"lm_head={head}"], board))
 
 
 def test_one_layer_of_073b_counts(layer_073b, tmp_path_factory):
@@ -100,3 +102,13 @@ def test_estimate_from_a_config_and_a_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "modelled" in out and "decode" in out
     assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_weights_stream_close_to_five_bits_per_three_weights(shape):
+    """Per token the stripes carry at most 1.05 x 5/3 bits per ternary weight (the index words' spare bits,
+    K padded to whole words, rows to multiples of the ports)."""
+    model = named_shape(shape)
+    weights = sum(n * k for n, k in model.linear_shapes().values()) * model.num_hidden_layers
+    streamed = Design.for_shape(model, "kv260", name=shape).layout.bytes_per_token(0)["weights"]
+    assert streamed <= 1.05 * weights * 5 / 3 / 8

@@ -164,21 +164,23 @@ RESIDUAL:
 
 // `words` words of four floats from io into dst[row] from `offset` (a multiple of V), written as whole
 // lane sets of V floats: dst is cyclically partitioned by V, and a lane set's V writes land in its V
-// banks, one each, whatever the offset (a gearbox: four floats arrive a cycle, V leave when V are
-// there; one more iteration writes the last set, completed with zeros, into the region's padding).
+// banks, one each, whatever the offset (a gearbox: a word comes in when fewer than V floats wait, a set
+// goes out when V are there; the last set is completed with zeros, into the region's padding). With
+// V >= 4 that is a word every iteration; with V = 3, four sets take three words.
 template <class M, unsigned V, unsigned ROWS, unsigned DIM>
 void read_floats(word_stream &io, unsigned words, float dst[ROWS][DIM], unsigned row, unsigned offset) {
-    const unsigned F = FLOATS_PER_WORD, max_iters = DIM / F + 1;
+    const unsigned F = FLOATS_PER_WORD, max_iters = (DIM + V - 1) / V + DIM / F + 1;
     (void)max_iters;
     float buf[V + F - 1];
 #pragma HLS ARRAY_PARTITION variable = buf complete
-    unsigned have = 0, set = offset / V;
+    const unsigned iters = V >= F ? words + 1 : (F * words + V - 1) / V + 1;
+    unsigned have = 0, read = 0, set = offset / V;
 READ_FLOATS:
-    for (unsigned i = 0; i <= words; i++) {
+    for (unsigned i = 0; i < iters; i++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
         TELLME_COUNT("read_floats");
-        if (i < words) {
+        if (have < V && read < words) {
             const word_t w = io.read();
             const uint64_t lo = word_lo(w), hi = word_hi(w);
             for (unsigned k = 0; k < F; k++) {
@@ -186,8 +188,9 @@ READ_FLOATS:
                 buf[have + k] = word_float(lo, hi, k);
             }
             have += F;
+            read++;
         }
-        if (have >= V || (i == words && have > 0)) {
+        if (have >= V || (read == words && have > 0)) {
             for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
                 dst[row][V * set + v] = v < have ? buf[v] : 0.0f;
@@ -265,12 +268,14 @@ WRITE_KV_SHARES:
     }
 }
 
-// Hidden states out: row `row` of out, four floats a word, read from y a lane set of V at a time (a
-// gearbox, the reverse of read_floats'), so each read of y has its bank.
+// Hidden states out: row `row` of out, four floats a word, read from y in lane sets of V (a gearbox, the
+// reverse of read_floats': when fewer than four floats wait, the next ceil(4 / V) sets come in, each
+// read of y from its own bank).
 template <class M>
 void write_hidden(const float y[1][M::norm_dim], unsigned row, word_t *out) {
     const unsigned V = M::elementwise::lanes, F = FLOATS_PER_WORD, words = M::hidden_pad / F;
-    float buf[V + F - 1];
+    const unsigned SETS = (F + V - 1) / V;  // sets a refill
+    float buf[SETS * V + F - 1];
 #pragma HLS ARRAY_PARTITION variable = buf complete
     unsigned have = 0, set = 0;
 WRITE_HIDDEN:
@@ -278,12 +283,15 @@ WRITE_HIDDEN:
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("write_hidden");
         if (have < F) {
-            for (unsigned v = 0; v < V; v++) {
+            for (unsigned k = 0; k < SETS; k++) {
 #pragma HLS UNROLL
-                buf[have + v] = y[0][V * set + v];
+                for (unsigned v = 0; v < V; v++) {
+#pragma HLS UNROLL
+                    buf[have + V * k + v] = y[0][V * (set + k) + v];
+                }
             }
-            have += V;
-            set++;
+            have += SETS * V;
+            set += SETS;
         }
         uint64_t lo = 0, hi = 0;
         for (unsigned k = 0; k < F; k++) {
@@ -293,7 +301,7 @@ WRITE_HIDDEN:
             else hi |= bits << (32 * (k - 2));
         }
         out[row * words + i] = make_word(lo, hi);
-        for (unsigned v = 0; v + F < V + F - 1; v++) {
+        for (unsigned v = 0; v + F < SETS * V + F - 1; v++) {
 #pragma HLS UNROLL
             buf[v] = buf[v + F];
         }

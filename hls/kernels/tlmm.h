@@ -82,12 +82,13 @@ ENTRIES:
 }
 
 // The entry index idx picks from one bank's entries (read once, shared by every row looking it up).
-template <class C> inline entry_t tlmm_pick(const typename tlmm_arrays<C>::row_t row, unsigned idx) {
+// ROW: the entries copied into registers (synthesis), or a pointer to them (the fast C simulation).
+template <class C, class ROW> inline entry_t tlmm_pick(const ROW &row, unsigned idx) {
 #pragma HLS INLINE
     if (!C::half_table) return row[idx];
-    const bool negate = idx < ZERO_INDEX;
-    const entry_t e = row[negate ? ZERO_INDEX - idx : idx - ZERO_INDEX];
-    return negate ? entry_t(-e) : e;
+    const int d = int(idx) - int(ZERO_INDEX), sign = d < 0 ? -1 : 0;  // sign: all ones below the zero index
+    const int e = row[(d ^ sign) - sign];  // |idx - 13|
+    return entry_t((e ^ sign) - sign);  // negated below the zero index
 }
 
 // One bank's entries at word column c: a single read of the bank (its entries are one reshaped word).
@@ -204,27 +205,42 @@ TLMM_ROWS:
                 lo[p] = word_lo(w[p]);
                 hi[p] = word_hi(w[p]);
             }
+            unsigned idx[P][WORD_INDICES];  // the word's indices: wires
+#pragma HLS ARRAY_PARTITION variable = idx complete dim = 0
+            for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                for (unsigned j = 0; j < WORD_INDICES; j++) {
+#pragma HLS UNROLL
+                    idx[p][j] = word_index(lo[p], hi[p], j);
+                }
+            }
         LOOKUP_TOKENS:
             for (unsigned tl = 0; tl < TP; tl++) {
 #pragma HLS UNROLL
-                for (unsigned p = 0; p < P; p++) {
-#pragma HLS UNROLL
-                    part[tl][p] = 0;
-                }
-            LOOKUP_BANKS:
-                for (unsigned j = 0; j < WORD_INDICES; j++) {
-#pragma HLS UNROLL
-                    typename tlmm_arrays<C>::row_t row;  // read once, looked up by all P rows
-                    tlmm_bank_row<C>(table, tl, j, c, row);
-                LOOKUP_ROWS:
+                if (tl < active) {  // a lane without a token: its lookups would be discarded
                     for (unsigned p = 0; p < P; p++) {
 #pragma HLS UNROLL
-                        part[tl][p] += tlmm_pick<C>(row, word_index(lo[p], hi[p], j));
+                        part[tl][p] = 0;
                     }
-                }
-                for (unsigned p = 0; p < P; p++) {
+                LOOKUP_BANKS:
+                    for (unsigned j = 0; j < WORD_INDICES; j++) {
 #pragma HLS UNROLL
-                    if (tl < active) acc[tl][p] = (c == 0 ? acc_t(0) : acc[tl][p]) + part[tl][p];
+#if defined(TELLME_FAST_CSIM) && !defined(__SYNTHESIS__)
+                        const entry_t *row = table[tl][j][c];  // the same entries, not copied
+#else
+                        typename tlmm_arrays<C>::row_t row;  // read once, looked up by all P rows
+                        tlmm_bank_row<C>(table, tl, j, c, row);
+#endif
+                    LOOKUP_ROWS:
+                        for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                            part[tl][p] += tlmm_pick<C>(row, idx[p][j]);
+                        }
+                    }
+                    for (unsigned p = 0; p < P; p++) {
+#pragma HLS UNROLL
+                        acc[tl][p] = (c == 0 ? acc_t(0) : acc[tl][p]) + part[tl][p];
+                    }
                 }
             }
             addr++;
