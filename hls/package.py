@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from tellme.host.backends import HostEnds
 from tellme.host.board_package import GOLDEN, INDEX, PACKAGE_FORMAT, Golden
 from tellme.host.design_manifest import MANIFEST, open_design
 from tellme.host.pynq_device import IMAGES
 from tellme.models.atomic import write_atomic
 from tellme.models.errors import UserError
 from tellme.models.model_folder import open_model_folder
-from tellme.models.reference import gather_embeddings
 
 from .config import AcceleratorConfig
 from .design import Design
@@ -33,15 +33,17 @@ NOTEBOOK = "chat.ipynb"
 
 def golden_vectors(design: Design, n_tokens: int = GOLDEN_TOKENS, seed: int = 0) -> Golden:
     """n random tokens through the C-simulated top from position 0 in one call, then one more token as a
-    decode step on the caches the prefill left: what the board must reproduce bit for bit."""
+    decode step on the K/V cache the prefill left: what the board must reproduce bit for bit. The inputs
+    are the embeddings the board host gathers for this design (int8 rows with the LM head on the PL); the
+    outputs what the top returns (the last token's logits with the head on the PL, else hidden states)."""
     folder = design._weights()
     n = max(1, min(n_tokens, design.context - 1))
     tokens = np.random.default_rng(seed).integers(0, design.model.vocab_size, n + 1)
-    embeddings = gather_embeddings(folder.tensor("embed_tokens"), tokens.tolist()).astype(np.float32)
+    embeddings = HostEnds(folder, int8=design.config.head_on_pl).embed(tokens.tolist()).astype(np.float32)
     sim = design.csim()
-    k_cache, v_cache = sim.new_cache()
-    prefill_out = sim.forward(embeddings[:n], k_cache, v_cache, 0)
-    decode_out = sim.forward(embeddings[n:], k_cache, v_cache, n)
+    kv = sim.new_cache()
+    prefill_out = sim.forward(embeddings[:n], kv, 0)
+    decode_out = sim.forward(embeddings[n:], kv, n)
     return Golden(tokens=tokens, prefill_in=embeddings[:n], prefill_out=prefill_out, decode_in=embeddings[n:],
                   decode_out=decode_out)
 

@@ -3,7 +3,7 @@
 
     <design>/manifest.json, <design>.bit, <design>.hwh     the design, as pynq loads it
     <design>/golden.npz                                     one prefill and one decode from the C simulation
-    <design>/images/<buffer>.npy                            the static buffers (with --images)
+    <design>/images/<buffer>.npy                            the image buffers (weights0.., params; with --images)
     <design>/notebooks/chat.ipynb                           the notebook; it finds its design one folder up
     <design>/PACKAGE.json                                   sha256 of every file above
 """
@@ -60,9 +60,9 @@ class Golden:
 
     tokens: np.ndarray  # int64 [n + 1]
     prefill_in: np.ndarray  # float32 [n, hidden]
-    prefill_out: np.ndarray
+    prefill_out: np.ndarray  # what the top returns: the last token's logits [vocab] (head on the PL), else [n, hidden]
     decode_in: np.ndarray  # float32 [1, hidden], at position n
-    decode_out: np.ndarray
+    decode_out: np.ndarray  # [vocab], else [1, hidden]
 
     @property
     def n(self) -> int:

@@ -29,6 +29,9 @@ DESIGN_VERSION = 2  # 2: the top's arguments and buffers ("interface"), prefixed
 DECODER_TOP = "tellme_top"
 # the exported IP's VLNV (run_hls.tcl's config_export pins it; the pynq driver binds to it)
 HLS_VENDOR, HLS_LIBRARY, HLS_IP_VERSION = "tellme", "hls", "1.0"
+# accelerator fields the host reads itself (the DDR layout, the LM head's side): checked when the manifest is
+# read, so a damaged one is refused before the overlay is loaded
+HOST_ACCELERATOR_FIELDS = (("weight_ports", int), ("kv_block", int), ("lm_head", str))
 # model config fields the bitstream is sized by (the rest, e.g. token ids, is the host's business)
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                 "num_key_value_heads", "head_dim", "hidden_act", "rms_norm_eps", "rope_theta")
@@ -152,6 +155,10 @@ def read_design(path: Path | str) -> DesignManifest:
     f = manifest_path
     ports = data.get("ports") if isinstance(data.get("ports"), dict) else {}
     top = _field(data, "top", str, f)
+    for key, kind in HOST_ACCELERATOR_FIELDS:
+        value = _field(data, f"accelerator.{key}", kind, f)
+        if kind is int and value < 1:
+            raise UserError(f"{f}: 'accelerator.{key}' is {value}: the manifest is damaged (rebuild with tellme build)")
     return DesignManifest(
         path=path,
         name=Path(_field(data, "bitstream", str, f)).stem,

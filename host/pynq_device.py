@@ -2,10 +2,12 @@
 
 Everything about the top's arguments comes from the design manifest's "interface"
 (tellme.host.top_interface): load the overlay (the .bit with its .hwh beside it) after checking that
-CMA holds every buffer, allocate each named buffer once, fill it by its role (the DDR image's static
-buffers uploaded, the KV caches zeroed), and write every pointer argument's register once. Each call
-then copies n rows into the input buffer, writes the scalar arguments, sets ap_start, polls ap_done
-with a timeout (no interrupt), checks ap_return and reads n rows back. Register offsets come from the
+CMA holds every buffer, allocate each named buffer once, fill it by its role (the DDR image's weight
+stripes and params uploaded, the K/V cache zeroed), and write every pointer argument's register once
+(several arguments may point at one buffer: v2's kv0..kv{P-1} and kv_out all at the K/V cache). Each
+call then copies n rows into the input buffer, writes the scalar arguments, sets ap_start, polls
+ap_done with a timeout (no interrupt), checks ap_return and reads back only the rows in use: n hidden
+states, or with the LM head on the PL the one row of logits. Register offsets come from the
 register map pynq parsed from the .hwh, under every name Vitis HLS gives them (tellme.host.registers),
 cross-checked against the map the build recorded from the driver header.
 
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tellme.models.ddr_image import build_ddr_image
+from tellme.models.ddr_image import HALVES_PER_WORD, DdrLayout, build_ddr_image
 from tellme.models.errors import UserError
 from tellme.models.model_folder import ModelFolder
 
@@ -137,6 +139,22 @@ def static_buffers(folder: ModelFolder, design: DesignManifest) -> dict[str, np.
     return {spec.name: arrays[spec.name] for spec in specs}
 
 
+def check_run_buffers(design: DesignManifest, layout: DdrLayout) -> None:
+    """The buffers run() writes and reads must be what the bitstream's layout makes of them: one input of
+    hidden rows, one output (a row of logits with the LM head on the PL, else hidden rows) and one K/V
+    cache; otherwise a call would feed or read the wrong bytes without any error from the board."""
+    rows = (design.max_context, layout.hidden_pad)
+    want = {"input": ("float32", rows), "output": ("float32", (1, layout.vocab_pad) if design.head_on_pl else rows),
+            "state": ("uint16", (layout.kv_words * HALVES_PER_WORD,))}
+    for role, (dtype, shape) in want.items():
+        specs = design.interface.with_role(role)
+        if (len(specs) != 1 or (specs[0].dtype, specs[0].shape) != (dtype, shape)
+                or role == "input" and specs[0].name != HIDDEN_IN):
+            got = ", ".join(f"{b.name} {b.dtype}{list(b.shape)}" for b in specs) or "none"
+            raise DeviceError(f"design {design.name} has {role} buffer(s) {got}; its DDR layout needs one of "
+                              f"{dtype}{list(shape)}: the manifest is damaged or from another version; rebuild it")
+
+
 def set_pl_clock(pynq: Any, mhz: float) -> tuple[float | None, float | None]:
     """(the PL clock as found, as left): re-set to `mhz` when the overlay left it elsewhere (users report
     overlays stuck at 100 MHz). (None, None) where pynq cannot tell (no pynq.Clocks)."""
@@ -183,6 +201,7 @@ class PynqDevice:
     def _open(self, folder: ModelFolder, meminfo: Path | None) -> None:
         design = self.design
         self.cma = check_cma(self.interface, f"design {design.name}", meminfo)
+        check_run_buffers(design, design.layout(folder.config))
         static = static_buffers(folder, design)
         importlib.import_module("tellme.host.pynq_driver")  # registers the driver before the overlay binds IPs
 
@@ -230,7 +249,7 @@ class PynqDevice:
     def call(self, inputs: dict[str, np.ndarray], scalars: dict[str, int], outputs: tuple[str, ...] | list[str],
              rows: int) -> dict[str, np.ndarray]:
         """One run of the top: the first rows of each input buffer written, the scalar arguments set by
-        what they carry ("tokens", "position"), the first rows of each output buffer read back."""
+        what they carry ("tokens", "position"), the first `rows` rows of each output buffer read back."""
         if self._closed:
             raise DeviceError("the board device is closed: open a new session")
         for name, array in inputs.items():
@@ -244,7 +263,9 @@ class PynqDevice:
         self._busy = True
         self.regs.start()
         what = ", ".join(f"{k}={v}" for k, v in scalars.items())
-        timeout = self.timeout_s if self.timeout_s is not None else 10.0 + 0.05 * rows
+        # the run's length goes with its tokens, not with the rows read back (one row of logits for a prefill)
+        tokens = int(scalars.get("tokens", rows))
+        timeout = self.timeout_s if self.timeout_s is not None else 10.0 + 0.05 * tokens
         try:
             self._wait(timeout, what)
         except KeyboardInterrupt:
@@ -274,9 +295,10 @@ class PynqDevice:
         rows = np.zeros((n, spec_in.shape[1]), dtype=np.float32)
         rows[:, : hidden_in.shape[1]] = hidden_in
         output = self.interface.with_role("output")[0].name
-        out = self.call({HIDDEN_IN: rows}, {"tokens": n, "position": pos}, (output,), 1 if output == "logits" else n)
+        logits = self.returns_logits  # the top wrote one row of logits, else n rows of hidden states
+        out = self.call({HIDDEN_IN: rows}, {"tokens": n, "position": pos}, (output,), 1 if logits else n)
         vocab, hidden = int(self.design.model_config["vocab_size"]), int(self.design.model_config["hidden_size"])
-        if output == "logits":
+        if logits:
             return out[output][0, :vocab].astype(np.float32)
         return out[output][:, :hidden].astype(np.float32)
 

@@ -3,15 +3,17 @@ generator, which writes it into a design's manifest.json ("interface"), and the 
 allocates every named buffer once, fills it and writes every argument's register from it.
 
     "interface": {
-      "arguments": [{"name": "weights_ptr", "kind": "buffer", "buffer": "weights", "bundle": "gmem_w"}, ...,
+      "arguments": [{"name": "weights0", "kind": "buffer", "buffer": "weights0", "bundle": "gmem0"}, ...,
+                    {"name": "kv0", "kind": "buffer", "buffer": "kv", "bundle": "gmem0"}, ...,
                     {"name": "n_tokens", "kind": "scalar", "value": "tokens", "bundle": "control"}, ...],
-      "buffers": [{"name": "weights", "role": "image", "dtype": "uint8", "shape": [N]}, ...]
+      "buffers": [{"name": "weights0", "role": "image", "dtype": "uint8", "shape": [N]}, ...]
     }
 
-Arguments are in the C signature's order. Several arguments may name one buffer (read masters aliasing
-one K or V cache); a buffer's `role` says how the host fills it: "image" (static content from the DDR
-image, uploaded once), "state" (zeroed once, then the accelerator's: the KV caches), "input" (rows
-written per call), "output" (rows read back per call). A scalar's `value` says what it carries
+Arguments are in the C signature's order. Several arguments may name one buffer (v2's read masters
+kv0..kv{P-1} and its writer kv_out all point at the one K/V cache); a buffer's `role` says how the host
+fills it: "image" (static content from the DDR image, uploaded once: the weight stripes and the params),
+"state" (zeroed once, then the accelerator's: the K/V cache), "input" (rows written per call), "output"
+(rows read back per call: hidden states, or one row of logits). A scalar's `value` says what it carries
 ("tokens": the call's token count, "position": its first position). numpy only: the board imports it.
 """
 

@@ -61,7 +61,8 @@ def test_prefill_then_decode_equals_one_pass(bitlinear_model):
 
 def test_cli_convert_then_logits_reproduces_transformers(tmp_path, bitlinear_model):
     """The acceptance path, through the installed console script: with --kv-cache float32 transformers'
-    numerics; by default the accelerator's fp16 KV cache, exactly as the reference model stores it."""
+    numerics; by default what the accelerator computes (its fp16 KV cache, float order and int8 LM head),
+    exactly as the design's reference predicts it."""
     tokens = prompt_tokens(64, 320)
     out_dir = tmp_path / "converted"
     tellme = [sys.executable, "-m", "tellme.host.cli"]
@@ -74,5 +75,8 @@ def test_cli_convert_then_logits_reproduces_transformers(tmp_path, bitlinear_mod
         logits[kv] = np.load(out)
         assert logits[kv].dtype == np.float32 and logits[kv].shape == (64, 320)
     assert_oracle_close(logits["float32"], hf_logits(bitlinear_model.checkpoint, tokens))
-    fp16 = ReferenceModel.load(out_dir, kv_dtype=np.float16).logits(tokens)
+    from tellme.hls.design import Design
+
+    accelerator = Design.for_model(out_dir).reference()  # the KV260 preset's arithmetic, int8 head and all
+    fp16 = accelerator.lm_head_logits(accelerator.forward(tokens, accelerator.new_cache(len(tokens))))
     np.testing.assert_array_equal(logits["float16"], fp16)

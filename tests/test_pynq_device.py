@@ -1,10 +1,12 @@
 """The board backend against a stand-in for pynq: Overlay, allocate and an IP whose ap_start runs the
-C-simulated tellme_top on the bytes the host synced into the stand-in's "DDR". A missing sync, a wrong
-address, register or offset therefore shows up as wrong tokens, as it would on the board."""
+C-simulated tellme_top on the bytes the host synced into the stand-in's "DDR", at the addresses its
+registers hold. A missing sync, a wrong upload, address, register or offset therefore shows up as wrong
+tokens, as it would on the board."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -25,7 +27,7 @@ from tellme.host.design_manifest import read_design
 from tellme.host.pynq_device import AP_DONE, AP_IDLE, AP_START, CTRL, DeviceError
 from tellme.host.registers import parse_hwh_registers
 from tellme.host.session import Session
-from tellme.models.ddr_image import DdrImage, build_ddr_image
+from tellme.models.ddr_image import WORD_BYTES, DdrImage, build_ddr_image
 from tellme.models.errors import UserError
 from tellme.models.model_folder import open_model_folder
 
@@ -155,25 +157,29 @@ class FakeBoard:
         return self.memory[start : start + nbytes].view(dtype)
 
     def kernel(self, argument) -> int:
-        """One tellme_top call on what the registers point at, the arguments in signature order; returns
-        ap_return. The scalar values are read first: a buffer's extent depends on the token count."""
+        """One tellme_top call on what the registers point at; returns ap_return. The top is the hardware:
+        what each argument means and how far it reads come from the simulated design (weights{p}: stripe
+        p, kv0..kv{P-1} and kv_out: the one K/V cache, results: a row of logits or n hidden rows), never
+        from the host's manifest. The static buffers are the bytes in DDR now, not the simulator's own
+        image, so a wrong or missing upload gives wrong tokens; the cache and the results are updated in
+        the stand-in's DDR. The scalars are read first: the rows in use depend on the token count."""
         assert abs(self.clock.fclk0_mhz - self.design.clock_mhz) < 1, "the kernel ran at the wrong clock"
-        interface = self.design.interface
-        scalars = {a.target: argument(a.name) for a in interface.scalars}
-        values = []
-        for arg in interface.arguments:
-            if arg.kind == "scalar":
-                values.append(scalars[arg.target])
-                continue
-            spec = interface.buffer(arg.target)
-            nbytes = spec.nbytes
-            if spec.role in ("input", "output"):
-                nbytes = max(scalars["tokens"], 1) * spec.nbytes // spec.shape[0]
-            values.append(self.view(argument(arg.name), nbytes, np.dtype(spec.dtype)))
-        sim = self.sim
-        image = sim.image
-        top = DecoderSim(sim.library, sim.design, DdrImage(values[0].copy(), values[1], image.offsets, image.layout))
-        return top.call(*values[1:])  # the weights as they are in DDR now
+        design = self.sim.design
+        lay = design.layout
+        pointers = {a.name: argument(a.name) for a in design.top_args.args if a.kind == "buffer"}
+        stripes, kv_args = [f"weights{p}" for p in range(lay.ports)], [f"kv{p}" for p in range(lay.ports)]
+        assert set(pointers) == {*stripes, *kv_args, "params", "hidden_in", "kv_out", "results"}, sorted(pointers)
+        assert len({pointers[a] for a in (*kv_args, "kv_out")}) == 1, "kv0..kv{P-1} and kv_out differ"
+        n, pos = argument("n_tokens"), argument("first_pos")
+        rows = max(n, 1)
+        f32 = np.dtype(np.float32)
+        image = DdrImage(lay, [self.view(pointers[s], lay.stripe_words * WORD_BYTES, np.uint8) for s in stripes],
+                         self.view(pointers["params"], lay.param_offsets["total"] * f32.itemsize, f32))
+        kv = self.view(pointers["kv_out"], lay.kv_words * WORD_BYTES, np.uint16)
+        hidden_in = self.view(pointers["hidden_in"], rows * lay.hidden_pad * f32.itemsize, f32)
+        results = lay.vocab_pad if design.config.head_on_pl else rows * lay.hidden_pad
+        results = self.view(pointers["results"], results * f32.itemsize, f32)
+        return DecoderSim(self.sim.library, design, image).call(kv, hidden_in, results, n, pos)
 
     def module(self) -> types.ModuleType:
         board = self
@@ -255,15 +261,27 @@ def run_text(session: Session, **options) -> str:
     return "".join(session.generate(PROMPT, max_new_tokens=16, **options))
 
 
+def buffer_count(design: Path) -> int:
+    """The host's allocations: one per named buffer (the K/V cache's several arguments share one)."""
+    return len(read_design(design).interface.buffers)
+
+
+def expand_forms(design: Path, forms: dict[str, str] | str) -> dict[str, str]:
+    """A form for every pointer argument of the design, or the forms given per argument."""
+    if isinstance(forms, str):
+        return dict.fromkeys((a.name for a in read_design(design).interface.pointers), forms)
+    return forms
+
+
 # --- tests -------------------------------------------------------------------------------------------
 
-POINTERS = ("weights_ptr", "params_ptr", "k_cache_ptr", "v_cache_ptr", "hidden_in_ptr", "hidden_out_ptr")
 FORMS = {
     "64-bit registers": {},
-    "_1/_2 halves": dict.fromkeys(POINTERS, "halves"),
+    "_1/_2 halves": "halves",  # every pointer argument
     # what Vitis HLS writes for arguments it renames: x_r, and x_r_1/x_r_2 for a pointer's halves
-    "_r and _r_1/_r_2": {"weights_ptr": "renamed_halves", "params_ptr": "renamed", "k_cache_ptr": "halves",
-                         "v_cache_ptr": "renamed_halves", "n_tokens": "renamed", "start_pos": "renamed"},
+    "_r and _r_1/_r_2": {"weights0": "halves", "weights1": "renamed_halves", "params": "renamed",
+                         "kv0": "renamed_halves", "kv_out": "renamed", "results": "halves", "n_tokens": "renamed",
+                         "first_pos": "renamed"},
 }
 
 
@@ -271,34 +289,43 @@ FORMS = {
 def test_board_path_matches_csim_and_uploads_once(bitlinear_model, design, sim, monkeypatch, forms):
     with Session(bitlinear_model.model_dir, backend="csim", bitstream=design) as csim:
         want = [run_text(csim), run_text(csim, temperature=0.8, seed=4)]
+    forms = expand_forms(design, forms)
     board = fake_pynq(monkeypatch, sim, design, forms=forms)
     names = {r.name for r in board.regs}
-    assert all(any(n.startswith(p) for n in names) for p in POINTERS)
+    for arg, form in forms.items():  # the stand-in's register map has the names asked for
+        base = f"{arg}_r" if form.startswith("renamed") else arg
+        assert ({f"{base}_1", f"{base}_2"} if form.endswith("halves") else {base}) <= names, arg
+    manifest = read_design(design)
+    interface, lay = manifest.interface, sim.design.layout
+    assert manifest.head_on_pl and buffer_count(design) == lay.ports + 4  # stripes, params, K/V, hidden_in, logits
     with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
         device = session.backend.device
         got = [run_text(session), run_text(session, temperature=0.8, seed=4)]
         assert got == want
         assert session.stats.new_tokens == 16 and session.stats.decode_tok_s > 0
-        # two generations, 2 prefill + 30 decode calls; the images went up once, the caches were zeroed once
+        # two generations, 2 prefill + 30 decode calls; the images went up once, the cache was zeroed once
         assert board.starts == 32
         syncs = [e for e in board.events if e[0] == "sync_to_device"]
-        for name in ("weights", "params", "k_cache", "v_cache"):
-            address = device.buffers[name].device_address
-            assert sum(1 for e in syncs if e[1] == address) == 1, name
-        image = build_ddr_image(open_model_folder(bitlinear_model.model_dir), read_design(design).layout,
-                                read_design(design).max_context)
-        weights = device.buffers["weights"].device_address - DDR_BASE
-        assert np.array_equal(board.memory[weights : weights + image.weights.nbytes], image.weights)
-        # per call only the rows in use cross the bus: one row for a decode step
-        hidden_bytes = open_model_folder(bitlinear_model.model_dir).config.hidden_size * 4
-        assert ("sync_from_device", device.buffers["hidden_out"].device_address, hidden_bytes) in board.events
+        for spec in interface.with_role("image", "state"):
+            address = device.buffers[spec.name].device_address
+            assert sum(1 for e in syncs if e[1] == address) == 1, spec.name
+        # what went up is the design's DDR image, as the C simulation has it
+        for name, array in sim.image.named_buffers().items():
+            start = device.buffers[name].device_address - DDR_BASE
+            assert np.array_equal(board.memory[start : start + array.nbytes], array.reshape(-1).view(np.uint8)), name
+        # per call only the rows in use cross the bus: the prompt's rows or one row in, one row of logits out
+        row, prompt_len = lay.hidden_pad * 4, session.stats.prompt_tokens
+        hidden_in = [e[2] for e in syncs if e[1] == device.buffers["hidden_in"].device_address]
+        assert sorted(hidden_in) == sorted(([prompt_len * row] + [row] * 15) * 2)
+        logits = ("sync_from_device", device.buffers["logits"].device_address, lay.vocab_pad * 4)
+        assert [e for e in board.events if e[0] == "sync_from_device"] == [logits] * 32
         assert type(device.ip).__name__ == "TellmeAccelerator"  # the driver bound by VLNV
-        assert len(board.live) == 6
-    assert board.live == {} and board.allocations == 6
+        assert len(board.live) == buffer_count(design)
+    assert board.live == {} and board.allocations == buffer_count(design)
 
 
 def test_register_sequence(bitlinear_model, design, sim, monkeypatch):
-    """Addresses once (low word, then high), then per call n_tokens, start_pos and ap_start, in that order."""
+    """Addresses once (low word, then high), then per call n_tokens, first_pos and ap_start, in that order."""
     board = fake_pynq(monkeypatch, sim, design)
     with Session(bitlinear_model.model_dir, backend="pynq", bitstream=design) as session:
         setup = list(board.ip.writes)
@@ -309,11 +336,13 @@ def test_register_sequence(bitlinear_model, design, sim, monkeypatch):
             offset = board.offset(arg.name)
             expected += [(offset, address & 0xFFFFFFFF), (offset + 4, address >> 32)]
         assert setup == expected and all(high == 8 for (_, high) in expected[1::2])
+        readers_and_writer = [f"kv{p}" for p in range(sim.design.config.weight_ports)] + ["kv_out"]
+        assert {board.ip.argument(a) for a in readers_and_writer} == {device.buffers["kv"].device_address}
         text = "".join(session.generate(PROMPT, max_new_tokens=2))
         assert text
         prompt_len = session.stats.prompt_tokens
         calls = board.ip.writes[len(setup):]
-        n_reg, pos_reg = board.offset("n_tokens"), board.offset("start_pos")
+        n_reg, pos_reg = board.offset("n_tokens"), board.offset("first_pos")
         assert calls == [(n_reg, prompt_len), (pos_reg, 0), (CTRL, AP_START),
                          (n_reg, 1), (pos_reg, prompt_len), (CTRL, AP_START)]
 
@@ -339,7 +368,7 @@ def test_ctrl_c_in_the_caller_frees_the_buffers(bitlinear_model, design, sim, mo
             for i, _ in enumerate(session.generate(PROMPT, max_new_tokens=8)):
                 if i == 2:
                     raise KeyboardInterrupt
-    assert board.live == {} and board.allocations == 6
+    assert board.live == {} and board.allocations == buffer_count(design)
 
 
 def test_a_hung_accelerator_is_a_clean_timeout(bitlinear_model, design, sim, monkeypatch, capsys):
@@ -350,7 +379,7 @@ def test_a_hung_accelerator_is_a_clean_timeout(bitlinear_model, design, sim, mon
     assert "tiny" in str(info.value) and "\n" not in str(info.value)
     session.close()
     # the PL may still write into them: a hung run's buffers are kept, and the user is told
-    assert len(board.live) == 6
+    assert len(board.live) == buffer_count(design)
     assert "never finished" in capsys.readouterr().err
 
 
@@ -361,6 +390,21 @@ def test_a_nonzero_ap_return_is_an_error(bitlinear_model, design, sim, monkeypat
         with pytest.raises(DeviceError, match="returned 1"):
             run_text(session)
     assert board.live == {}
+
+
+def test_run_buffers_must_match_the_layout(bitlinear_model, design, sim, monkeypatch, tmp_path):
+    """A manifest whose LM head and output buffer disagree would read the wrong bytes without an error from
+    the board: refused before the overlay is loaded or anything allocated."""
+    board = fake_pynq(monkeypatch, sim, design)
+    broken = tmp_path / "tiny"
+    shutil.copytree(design, broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["accelerator"]["lm_head"] = "host-float32"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DeviceError, match=r"has output buffer\(s\) logits float32\[1, \d+\]; its DDR layout needs "
+                                          r"one of float32\[128, \d+\]"):
+        Session(bitlinear_model.model_dir, backend="pynq", bitstream=broken)
+    assert board.ip is None and board.allocations == 0
 
 
 def test_manifest_mismatches_are_one_line_errors(bitlinear_model, design, tmp_path):
@@ -389,7 +433,8 @@ def test_manifest_mismatches_are_one_line_errors(bitlinear_model, design, tmp_pa
         (lambda m: m.update(max_context=4096), ("4096",)),
         (lambda m: m.update(built=False), ("never built",)),
         (lambda m: m.update(version=9), ("version",)),
-        (lambda m: m["accelerator"].pop("tlmm"), ("accelerator.tlmm.t",)),
+        (lambda m: m["accelerator"].pop("weight_ports"), ("accelerator.weight_ports",)),
+        (lambda m: m["accelerator"].update(kv_block=0), ("accelerator.kv_block", "damaged")),
     ]:
         broken = tmp_path / "broken"
         if broken.exists():
@@ -477,9 +522,10 @@ def package(bitlinear_model, design, tmp_path_factory) -> Path:
     with tarfile.open(out) as tar:
         names = tar.getnames()
         tar.extractall(out.parent / "board", filter="data")
+    images = [f"images/{b.name}.npy" for b in read_design(design).interface.with_role("image")]
+    assert images == [*(f"images/weights{p}.npy" for p in range(len(images) - 1)), "images/params.npy"]
     assert sorted(names) == sorted(f"tiny/{n}" for n in (
-        "manifest.json", "tiny.bit", "tiny.hwh", "golden.npz", "notebooks/chat.ipynb", "images/weights.npy",
-        "images/params.npy", "PACKAGE.json"))
+        "manifest.json", "tiny.bit", "tiny.hwh", "golden.npz", "notebooks/chat.ipynb", *images, "PACKAGE.json"))
     return out.parent / "board" / "tiny"
 
 
@@ -490,13 +536,18 @@ def selftest_lines(capsys) -> list[str]:
 def test_package_round_trip(package, design, bitlinear_model):
     from tellme.host.board_package import designs_near, read_golden, verify_package
 
-    assert verify_package(package) == 7
-    assert read_design(package).interface == read_design(design).interface
+    manifest = read_design(design)
+    images = manifest.interface.with_role("image")
+    assert verify_package(package) == 5 + len(images)
+    assert read_design(package).interface == manifest.interface
     golden = read_golden(package)
-    assert golden.n == 4 and golden.prefill_out.shape == golden.prefill_in.shape
-    image = build_ddr_image(open_model_folder(bitlinear_model.model_dir), read_design(design).layout,
-                            read_design(design).max_context)
-    assert np.array_equal(np.load(package / "images" / "weights.npy"), image.weights)
+    folder = open_model_folder(bitlinear_model.model_dir)
+    assert manifest.head_on_pl  # the top returns the last token's logits
+    assert golden.n == 4 and golden.prefill_in.shape == (4, folder.config.hidden_size)
+    assert golden.prefill_out.shape == golden.decode_out.shape == (folder.config.vocab_size,)
+    image = build_ddr_image(folder, manifest.layout(folder.config), folder.int8_table(folder.head_name))
+    for spec in images:
+        assert np.array_equal(np.load(package / "images" / f"{spec.name}.npy"), image.named_buffers()[spec.name])
     assert designs_near(package / "notebooks") == [package]  # the notebook finds its design one folder up
     assert designs_near(package.parent) == [package]
     (package / "golden.npz").write_bytes((package / "golden.npz").read_bytes() + b"x")
@@ -508,7 +559,7 @@ def test_package_round_trip(package, design, bitlinear_model):
 
 
 def test_selftest_on_the_stand_in_board(package, bitlinear_model, sim, monkeypatch, capsys):
-    board = fake_pynq(monkeypatch, sim, package, clock_mhz=100.0, forms={"start_pos": "renamed"})
+    board = fake_pynq(monkeypatch, sim, package, clock_mhz=100.0, forms={"first_pos": "renamed"})
     monkeypatch.setenv("BOARD", "KV260")
     assert main(["selftest", "--backend", "pynq", "--bitstream", str(package), "--model",
                  str(bitlinear_model.model_dir)]) == 0
@@ -518,7 +569,8 @@ def test_selftest_on_the_stand_in_board(package, bitlinear_model, sim, monkeypat
     status = {line.split()[1]: line.split()[0] for line in lines}
     assert status["clock"] == "warn" and "left the PL clock at 100 MHz; set to 250 MHz" in lines[4]
     assert all(status[k] == "ok" for k in ("pynq", "design", "board", "cma", "prefill", "decode"))
-    assert "package: 7 files verified" in lines[1] and "bit-exact" in lines[5] and "position 4" in lines[6]
+    files = 5 + len(read_design(package).interface.with_role("image"))
+    assert f"package: {files} files verified" in lines[1] and "bit-exact" in lines[5] and "position 4" in lines[6]
     assert board.starts == 2 and board.live == {}
 
 
@@ -532,7 +584,7 @@ def test_selftest_stops_at_the_first_hard_failure(package, bitlinear_model, sim,
 
     monkeypatch.setenv("BOARD", "KV260")
     board = fake_pynq(monkeypatch, sim, package)
-    board.kernel = lambda argument: 0  # runs, returns 0, writes nothing: hidden_out stays zero
+    board.kernel = lambda argument: 0  # runs, returns 0, writes nothing: the logits stay zero
     assert main(args) == 1
     lines = selftest_lines(capsys)
     assert lines[-1].startswith("FAIL prefill  4 tokens:") and "differ" in lines[-1] and board.live == {}

@@ -113,15 +113,36 @@ def test_generated_top_matches_its_description():
     top = design.top_args
     source = design.sources()["src/top.cpp"]
     signature = source[source.index("int tellme_top("):source.index("{")]
-    assert [a.name for a in top.args] == ["weights_ptr", "params_ptr", "k_cache_ptr", "v_cache_ptr",
-                                          "hidden_in_ptr", "hidden_out_ptr", "n_tokens", "start_pos"]
+    ports = design.config.weight_ports
+    assert ports == 6 and design.config.head_on_pl
+    assert [a.name for a in top.args] == [*(f"weights{p}" for p in range(ports)), *(f"kv{p}" for p in range(ports)),
+                                          "params", "hidden_in", "kv_out", "results", "n_tokens", "first_pos"]
     for arg in top.args:
         assert arg.declaration in signature and arg.pragma in source
     interface = top.interface
     assert {b.name: b.role for b in interface.buffers} == {
-        "weights": "image", "params": "image", "k_cache": "state", "v_cache": "state", "hidden_in": "input",
-        "hidden_out": "output"}
-    # the 0.73B shape at context 2048: each buffer is its own allocation; the caches dominate
-    k = interface.buffer("k_cache")
-    assert k.shape == (24, 2048, 1536) and k.nbytes == 24 * 2048 * 1536 * 2
+        **{f"weights{p}": "image" for p in range(ports)}, "params": "image", "kv": "state", "hidden_in": "input",
+        "logits": "output"}
+    # every K/V reader (one per weight port) and the writer alias the one cache: one allocation
+    assert [a.name for a in interface.pointers if a.target == "kv"] == [*(f"kv{p}" for p in range(ports)), "kv_out"]
+    assert {a.name: a.target for a in interface.scalars} == {"n_tokens": "tokens", "first_pos": "position"}
+    # the 0.73B shape at context 2048: K and V of 24 layers x 2048 positions x 16 heads x 96 fp16 values, the
+    # largest buffer; one row of logits, the vocabulary padded to whole 16-byte words
+    kv = interface.buffer("kv")
+    assert kv.dtype == "uint16" and kv.shape == (24 * 2 * 2048 * 16 * 96,) and kv.nbytes == kv.shape[0] * 2
+    assert interface.largest == kv and interface.buffer("logits").shape == (1, 32004)
+    assert interface.buffer("hidden_in").shape == (2048, 1536)
     assert interface.cma_bytes == sum(b.pages_bytes for b in interface.buffers) > interface.largest.nbytes
+
+
+def test_generated_top_with_the_head_on_the_host():
+    """lm_head=host-float32: the results are the hidden states of every token, no LM head in the stripes."""
+    design = Design.for_shape(SHAPES["bitnet-0.73b"], "zcu104", ["lm_head=host-float32"])
+    interface = design.top_args.interface
+    assert not design.config.head_on_pl
+    assert next(a for a in interface.arguments if a.name == "results").target == "hidden_out"
+    assert {b.name: (b.role, b.shape) for b in interface.with_role("output")} == {
+        "hidden_out": ("output", (2048, 1536))}
+    assert "logits" not in {b.name for b in interface.buffers}
+    assert design.layout.head_rows_per_stripe == 0
+    assert interface.buffer("weights0").shape == (design.layout.head_offset * 16,)

@@ -28,6 +28,10 @@ TOKEN_LANES = (
     "dimension). The weights are read once per TP tokens: ceil(n_tokens / TP) passes over the ROM, "
     "TP times the tables (LUTRAM), lookups and dividers."
 )
+TABLE = (
+    "half: 14 table entries a group of three inputs, an index below 13 read as the negated entry of "
+    "26 - idx (half the table and its multiplexers, one negation a lookup); full: all 27 entries."
+)
 
 
 def rom_limbs(wq: np.ndarray, ports: int) -> np.ndarray:
@@ -71,12 +75,16 @@ class BitLinear(Layer):
         WeightAttribute("weight"),
         ConfigurableAttribute("parallel_rows", default=1, description=PARALLEL_ROWS),
         ConfigurableAttribute("token_lanes", default=1, description=TOKEN_LANES),
+        ConfigurableAttribute("table", value_type=str, default="half", description=TABLE),
     ]
 
     def initialize(self) -> None:
         for name in ("parallel_rows", "token_lanes"):
             if int(self.get_attr(name)) < 1:
                 raise ValueError(f"layer {self.name}: {name} must be at least 1, got {self.get_attr(name)}")
+        if self.get_attr("table") not in ("half", "full"):
+            raise ValueError(f"layer {self.name}: table must be 'half' or 'full', got {self.get_attr('table')!r}")
+        self.set_attr("half_table", "true" if self.get_attr("table") == "half" else "false")
         shape = list(self.get_input_variable().shape)
         n_in, n_out, ports = shape[-1], int(self.get_attr("n_out")), int(self.get_attr("parallel_rows"))
         self.set_attr("n_tokens", tokens(shape))

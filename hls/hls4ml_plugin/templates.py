@@ -23,6 +23,7 @@ BITLINEAR_CONFIG = """struct config{index} : nnet::tlmm_bitlinear_config {{
     static const unsigned max_wpr = {words_per_row};
     static const unsigned max_rows = {row_steps};
     static const unsigned max_block = {token_lanes};
+    static const bool half_table = {half_table};
     static constexpr float weight_scale = {scale};
     static const unsigned io_type = nnet::{iotype};
     typedef {weight_type} weight_t;

@@ -45,6 +45,7 @@ struct tlmm_dense_defaults : elementwise_defaults {
     static const unsigned max_rows = 1;  // row-steps: ceil(n_out / ports)
     static const unsigned max_block = 1;  // quantised-token slots: token_lanes
     static const unsigned tile_words = 1;  // no tile buffer: the weights are on chip
+    static const bool half_table = true;  // 14-entry tables read with a negation, or the full 27 (tlmm.h)
     static constexpr float weight_scale = 1.0f;  // s_w: y = acc / (s_x * s_w)
 };
 
