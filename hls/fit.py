@@ -50,6 +50,7 @@ FP_COST = {
     "fdiv": (800, 1400, 0),
     "fsqrt": (500, 900, 0),
     "fcmp": (70, 30, 0),
+    "int_compare": (20, 32, 0),  # 32-bit compare and select (the norms' maxima on float bit patterns)
     "int_to_float": (250, 350, 0),
     "float_to_int": (250, 300, 0),  # rint / clamp to int8
     "half_to_float": (40, 40, 0),
@@ -265,9 +266,10 @@ def fp_operators(design: Design) -> dict[str, dict[str, int]]:
 
     silu = design.model.hidden_act == "silu"
     return {
-        # sum_of_squares, normalize (w * (x * inv), |y|, the peak), quantize (y * s, rint, clamp), the scalars
-        "element-wise": {"fmul": v + 2 * v + v, "fadd": v + tree, "fcmp": 2 * v + 2 * v, "float_to_int": v,
-                         "fdiv": 3, "fsqrt": 1},
+        # sum_of_squares, normalize (w * (x * inv), the peak on bit patterns), quantize (y * s, rint, clamp),
+        # the scalars
+        "element-wise": {"fmul": v + 2 * v + v, "fadd": v + tree, "fcmp": 2 * v, "int_compare": 2 * v - 1,
+                         "float_to_int": v, "fdiv": 3, "fsqrt": 1},
         # TLMM dequantisation and the step tails (step_sink): y = acc / (s_x * s_w), RoPE, gate x up, residual
         "dequantise": plus({"int_to_float": 1, "fmul": 1 + 4 + 1 + (0 if silu else 1), "fadd": 2 + 1,
                             "fdiv": 1 + (1 if silu else 0), "float_to_half": 3},

@@ -59,13 +59,13 @@ ARM_HEAD_BYTES_PER_S = 6.5e9
 # estimates at 250 MHz (fadd 4-5, fmul 3-4, fdiv and fsqrt ~15, the polynomial exp ~40 cycles).
 LOOP_DEPTH = {
     "read_stripes": 2, "read_kv": 2, "read_io": 2, "read_floats": 3, "read_scales": 3,
-    # sum_squares and normalize: the loop, then the tree of 120 partials (4 shared adders: ~30 issues + 7 levels)
-    # or of 120 maxima (7 levels of compares)
-    "sum_squares": 90, "normalize": 40, "quantize": 12,
+    # sum_squares: the loop, then the tree of 120 partials (4 shared adders: ~30 issues + 7 levels);
+    # normalize: the loop, then a tree of V integer maxima
+    "sum_squares": 90, "normalize": 30, "quantize": 12,
     "tlmm_build_table": 6, "tlmm_rows": 30, "write_kv": 4,
     "attention_init": 2, "attention_qk": 35, "attention_scores": 25, "attention_max": 45, "attention_exps": 45,
     "attention_sums": 30, "attention_pv": 15, "attention_out": 18,
-    "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8,
+    "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8, "clear_padding": 3,
 }
 RESIDUAL_II = 2  # decoder.h residual(): each bank of act read twice and written once an iteration
 NORM_SCALAR_CYCLES = 35  # between the norm's passes: the variance's divide, sqrt and reciprocal
@@ -221,6 +221,9 @@ class Model:
         self.read_io(s, b * lay.hidden_pad // f, [(lay.hidden_pad // f, v)] * b)
         self.read_io(s, b * lay.rope_half_pad // f, [(lay.rope_half_pad // f, f)] * b)
         self.read_io(s, b * lay.rope_half_pad // f, [(lay.rope_half_pad // f, f)] * b)
+        pad = lay.head_dim_pad - m.head_dim
+        if pad:
+            s.engine(s.loop("clear_padding", b * m.num_attention_heads * pad))
         mats = {mx.name: mx for mx in lay.matrices}
         for _ in range(m.num_hidden_layers):
             reads = [(lay.hidden_pad // f, v), (lay.hidden_pad // f, v), (c["q_size_pad"] // f, v),

@@ -119,6 +119,29 @@ inline float chunk_dot(const typename attention_arrays<C>::q_t q, unsigned i, un
     return tree_sum<C::lanes>::run(prod);
 }
 
+// The next step of the QK and PV walks over a block's rows: folds of a chunk fastest, then the group's
+// query heads, then the row's chunks, then rows.
+template <class C> inline void next_step(unsigned &t, unsigned &c, unsigned &gq, unsigned &f) {
+#pragma HLS INLINE
+    typedef attention_arrays<C> AA;
+    if (f < AA::folds - 1) {
+        f++;
+        return;
+    }
+    f = 0;
+    if (gq < AA::group - 1) {
+        gq++;
+        return;
+    }
+    gq = 0;
+    if (c < AA::row_chunks - 1) {
+        c++;
+        return;
+    }
+    c = 0;
+    t++;
+}
+
 // One block of K/V rows against query i: `cached` rows from the cache (source: the stream or kvbuf),
 // then `own` rows of the block's own K and V from kcur/vcur[own_first]: scores, the online-softmax
 // update, the value sum.
@@ -155,22 +178,7 @@ QK:
                           values);
         const unsigned kvh = c / HC, sub = c % HC, qh = kvh * G + gq;
         psum[t][qh][sub * F + f] = chunk_dot<C>(q, i, qh * SETS + sub * F + f, values, f);
-        if (f == F - 1) {
-            f = 0;
-            if (gq == G - 1) {
-                gq = 0;
-                if (c == AA::row_chunks - 1) {
-                    c = 0;
-                    t++;
-                } else {
-                    c++;
-                }
-            } else {
-                gq++;
-            }
-        } else {
-            f++;
-        }
+        next_step<C>(t, c, gq, f);
     }
     unsigned st = 0, sh = 0;
     const unsigned score_ii = C::score_ii, sum_ii = C::sum_ii;  // pragma values
@@ -256,22 +264,7 @@ PV:
             const float old = t == 0 ? acc[i][set][a] * rescale : acc[i][set][a];
             acc[i][set][a] = old + weight * values[f * C::lanes + a];
         }
-        if (f == F - 1) {
-            f = 0;
-            if (gq == G - 1) {
-                gq = 0;
-                if (c == AA::row_chunks - 1) {
-                    c = 0;
-                    t++;
-                } else {
-                    c++;
-                }
-            } else {
-                gq++;
-            }
-        } else {
-            f++;
-        }
+        next_step<C>(t, c, gq, f);
     }
 }
 

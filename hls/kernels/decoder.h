@@ -66,6 +66,7 @@ template <class M> struct step_sink {
     bool held_key, holding;
 
     void set_scales(const float scales[8]) {
+#pragma HLS INLINE
         s_q = scales[S_Q];
         s_k = scales[S_K];
         s_v = scales[S_V];
@@ -100,17 +101,34 @@ template <class M> struct step_sink {
                         : kind == STEP_GATEUP ? (row % 2 ? s_up : s_gate)
                         : kind == STEP_O ? s_o : s_down;
         const float y = float(int(acc)) / (s_x * s_w);  // one divider for every step
-        if (!(rope_row && row % 2)) flush(bf);  // the second of a pair writes its own value instead
+        // one rotated value to q or kcur a put, at one store site: the second of a pair stores its own,
+        // any other put the one held since the previous put
+        bool write = false, write_key = false;
+        unsigned write_tok = 0, write_at = 0;
+        float write_value = 0.0f;
+        const bool second = rope_row && row % 2;
+        if (!second && holding) {
+            write = true;
+            write_tok = held_tok;
+            write_at = held_at;
+            write_value = held;
+            write_key = held_key;
+        }
+        if (!second) holding = false;
         if (rope_row) {
             const bool key = row >= M::q_size;
             const unsigned r = key ? row - M::q_size : row, pair = r / 2;
             const unsigned d = pair % half, base = (pair / half) * M::head_dim_pad;
-            if (r % 2 == 0) {
+            if (!second) {
                 first = y;
             } else {
                 const float x1 = first, x2 = y;
                 const float c = bf.rope_cos[tok][d], s = bf.rope_sin[tok][d];
-                store(bf, tok, base + d + half, x2 * c + x1 * s, key);
+                write = true;
+                write_tok = tok;
+                write_at = base + d + half;
+                write_value = x2 * c + x1 * s;
+                write_key = key;
                 held = x1 * c + (-x2) * s;
                 held_tok = tok;
                 held_at = base + d;
@@ -132,10 +150,46 @@ template <class M> struct step_sink {
         } else if (row < M::hidden) {  // o, down: into the step's input region, added by residual()
             bf.act[tok][(kind == STEP_O ? M::act_att : M::act_m) + row] = y;
         }
+        if (write) store(bf, write_tok, write_at, write_value, write_key);
     }
 
-    void finish(engine_buffers<M> &bf) { flush(bf); }
+    void finish(engine_buffers<M> &bf) {
+#pragma HLS INLINE
+        flush(bf);
+    }
 };
+
+// Zeros into the padding of every head (head_dim .. head_dim_pad) of q, k and v: attention multiplies
+// whole chunks and write_kv stores whole words, and the engine's buffers are not static in synthesis.
+template <class M> void clear_padding(engine_buffers<M> &bf, unsigned b) {
+    const unsigned PAD = M::head_dim_pad - M::head_dim, L = M::attention::lanes, CH = M::attention::chunk;
+    const unsigned max_iters = M::tlmm::max_block * M::heads * PAD;
+    (void)max_iters;
+    unsigned t = 0, h = 0, d = 0;
+CLEAR_PADDING:
+    for (unsigned it = 0; it < b * M::heads * PAD; it++) {
+#pragma HLS PIPELINE II = 1
+#pragma HLS LOOP_TRIPCOUNT max = max_iters
+        TELLME_COUNT("clear_padding");
+        const unsigned at = h * M::head_dim_pad + M::head_dim + d;
+        bf.q[t][at / L][at % L] = 0.0f;
+        if (h < M::kv_heads) {
+            bf.kcur[t][at / CH][(at % CH) / HALVES_PER_WORD][at % HALVES_PER_WORD] = 0;
+            bf.vcur[t][at / CH][(at % CH) / HALVES_PER_WORD][at % HALVES_PER_WORD] = 0;
+        }
+        if (d == PAD - 1) {
+            d = 0;
+            if (h == M::heads - 1) {
+                h = 0;
+                t++;
+            } else {
+                h++;
+            }
+        } else {
+            d++;
+        }
+    }
+}
 
 // h += the o or down output left in act from `from` (a multiple of the lanes), V lanes a cycle. Each
 // bank is read twice and written once an iteration, so the loop runs at II=2.
@@ -148,7 +202,8 @@ RESIDUAL:
     for (unsigned it = 0; it < b * sets; it++) {
 #pragma HLS PIPELINE II = 2
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
-        TELLME_COUNT("residual");
+#pragma HLS DEPENDENCE variable = act inter false
+        TELLME_COUNT("residual");  // each value read and written by its own iteration only
         for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
             if (V * i + v < M::hidden) act[t][V * i + v] = act[t][V * i + v] + act[t][V * (base + i) + v];
@@ -387,6 +442,8 @@ ROPE_ROWS:
         if (t < b) read_floats<M, F, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_cos, t, 0);
         else read_floats<M, F, B, M::rope_half_pad>(io, M::rope_half_pad / F, bf.rope_sin, t - b, 0);
     }
+
+    clear_padding<M>(bf, b);
 
     step_sink<M> sink;
     sink.holding = false;

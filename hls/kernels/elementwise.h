@@ -46,14 +46,14 @@ template <unsigned LO> struct tree_sum<1, LO> {
 
 // The maximum of x[LO .. LO+N) as a tree (no rounding: any order gives the same value).
 template <unsigned N, unsigned LO = 0> struct tree_max {
-    template <unsigned T> static float run(const float (&x)[T]) {
+    template <class T, unsigned LEN> static T run(const T (&x)[LEN]) {
 #pragma HLS INLINE
-        const float a = tree_max<N / 2, LO>::run(x), b = tree_max<N - N / 2, LO + N / 2>::run(x);
+        const T a = tree_max<N / 2, LO>::run(x), b = tree_max<N - N / 2, LO + N / 2>::run(x);
         return a > b ? a : b;
     }
 };
 template <unsigned LO> struct tree_max<1, LO> {
-    template <unsigned T> static float run(const float (&x)[T]) {
+    template <class T, unsigned LEN> static T run(const T (&x)[LEN]) {
 #pragma HLS INLINE
         return x[LO];
     }
@@ -111,8 +111,10 @@ inline float inv_rms(float sum_sq, unsigned n, float eps) {
     return 1.0f / std::sqrt(variance + eps);
 }
 
-// y = weight * (x * inv) for i < n; returns max |y| (lane maxima, then their maximum: exact).
-// x[row] from `offset`, the weight from w[0][woffset]: both multiples of V, so lanes keep their banks.
+// y = weight * (x * inv) for i < n; returns max |y|. x[row] from `offset`, the weight from w[0][woffset]:
+// both multiples of V, so lanes keep their banks. The maximum is taken on the bit patterns of |y| as
+// integers (ordered as the floats are, for values >= 0): a one-cycle compare, so each lane keeps a running
+// maximum at II=1, and a tree of V integer compares ends it (exact in any order).
 template <class C, unsigned ROWS, unsigned DIM, unsigned WDIM, unsigned YDIM>
 float normalize(const float x[ROWS][DIM], unsigned row, unsigned offset, const float w[1][WDIM], unsigned woffset,
                 float inv, unsigned n, float y[1][YDIM]) {
@@ -120,38 +122,26 @@ float normalize(const float x[ROWS][DIM], unsigned row, unsigned offset, const f
     const unsigned base = offset / V, wbase = woffset / V;
     const unsigned max_iters = YDIM / C::lanes;
     (void)max_iters;
-    const unsigned S = C::partials;
-    float peak[S][V];  // rotating, like the partial sums: the compare never stalls the loop
-#pragma HLS ARRAY_PARTITION variable = peak complete dim = 0
-    for (unsigned s = 0; s < S; s++)
-        for (unsigned v = 0; v < V; v++) peak[s][v] = 0.0f;
+    uint32_t peak[V];
+#pragma HLS ARRAY_PARTITION variable = peak complete
+    for (unsigned v = 0; v < V; v++) peak[v] = 0;
 NORMALIZE:
     for (unsigned i = 0; i < (n + V - 1) / V; i++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
         TELLME_COUNT("normalize");
-        float next[V];
-#pragma HLS ARRAY_PARTITION variable = next complete
         for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
             const unsigned idx = i * V + v;
-            float a = 0.0f;
             if (idx < n) {
                 const float value = w[0][V * (wbase + i) + v] * (x[row][V * (base + i) + v] * inv);
                 y[0][idx] = value;
-                a = std::fabs(value);
+                const uint32_t bits = float_to_bits(value) & 0x7FFFFFFFu;  // |value|
+                peak[v] = bits > peak[v] ? bits : peak[v];
             }
-            next[v] = a > peak[S - 1][v] ? a : peak[S - 1][v];
         }
-        for (unsigned s = S - 1; s > 0; s--)
-            for (unsigned v = 0; v < V; v++) peak[s][v] = peak[s - 1][v];
-        for (unsigned v = 0; v < V; v++) peak[0][v] = next[v];
     }
-    float flat[S * V];
-#pragma HLS ARRAY_PARTITION variable = flat complete
-    for (unsigned s = 0; s < S; s++)
-        for (unsigned v = 0; v < V; v++) flat[s * V + v] = peak[s][v];
-    return tree_max<S * V>::run(flat);  // a maximum is exact in any order: a tree, not a chain
+    return bits_to_float(tree_max<V>::run(peak));
 }
 
 // s = 127 / max(peak, 1e-5); xq = clamp(rint(y * s), -128, 127) in groups of three (zero past n).

@@ -147,6 +147,7 @@ INDICES:
     for (unsigned j = 0; j < WORD_INDICES; j++) {
 #pragma HLS UNROLL
         typename tlmm_arrays<C>::row_t row;
+#pragma HLS ARRAY_PARTITION variable = row complete
         tlmm_bank_row<C>(table, tl, j, c, row);
         part += tlmm_pick<C>(row, word_index(lo, hi, j));
     }
@@ -176,7 +177,8 @@ TLMM_ROWS:
     for (unsigned it = 0; it < steps * per_step + lanes; it++) {
 #pragma HLS PIPELINE II = 1
 #pragma HLS LOOP_TRIPCOUNT max = max_iters
-        TELLME_COUNT("tlmm_rows");
+#pragma HLS DEPENDENCE variable = tile inter false
+        TELLME_COUNT("tlmm_rows");  // a call either stores the tile or replays it, never both
         if (c == 0 && rs > 0) {  // the previous row-step's accumulators wait here to be dequantised
         PEND:
             for (unsigned tl = 0; tl < TP; tl++)
@@ -229,6 +231,7 @@ TLMM_ROWS:
                         const entry_t *row = table[tl][j][c];  // the same entries, not copied
 #else
                         typename tlmm_arrays<C>::row_t row;  // read once, looked up by all P rows
+#pragma HLS ARRAY_PARTITION variable = row complete
                         tlmm_bank_row<C>(table, tl, j, c, row);
 #endif
                     LOOKUP_ROWS:
