@@ -144,8 +144,8 @@ def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit codes: 0 done, 1 done with a warning that matters (e.g. timing not met), 2 a mistake in the
-    input (one line `tellme: error: ...`), 128 + N interrupted by signal N (130 SIGINT, 143 SIGTERM), 141
-    when the reader of stdout went away."""
+    input (one line `tellme: error: ...`) or an interrupt (SIGINT, SIGTERM: one line, after the command's
+    temporaries and child tools are gone), 141 when the reader of stdout went away."""
     with signal_policy():
         return _main(argv)
 
@@ -158,8 +158,10 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"tellme: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as exc:  # SIGINT or SIGTERM (tellme.models.interrupts): temporaries are gone
-        print(f"tellme: interrupted{f' ({exc})' if str(exc) else ''}", file=sys.stderr)
-        return getattr(exc, "exit_code", 130)
+        signal_name = str(exc) or "SIGINT"
+        print(f"tellme: error: interrupted by {signal_name}: nothing half-written was left; run the command again "
+              "to finish it", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_USER_ERROR)
     except BrokenPipeError:  # the reader went away (`tellme run ... | head`): stop quietly, as `yes | head` does
         _silence_stdout()
         return EXIT_BROKEN_PIPE

@@ -26,8 +26,12 @@ GRACE_S = 5.0  # how long a tool's group gets to exit after SIGTERM before SIGKI
 _POLL_S = 0.02
 
 
+EXIT_INTERRUPTED = 2  # as every refused command: the run did not happen, and nothing of it was left behind
+
+
 class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived; the exit code is the shell's 128 + the signal number."""
+    """SIGINT or SIGTERM arrived: the command ends with one line and exit code 2 once its temporaries and
+    child tools are gone."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -35,7 +39,7 @@ class Interrupted(KeyboardInterrupt):
 
     @property
     def exit_code(self) -> int:
-        return 128 + self.signum
+        return EXIT_INTERRUPTED
 
 
 _state = threading.local()
