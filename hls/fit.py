@@ -327,7 +327,7 @@ def units(design: Design) -> list[Unit]:
 def memory_needs(design: Design) -> list[Check]:
     """CMA (every PL buffer), the largest one, and what the host keeps in RAM."""
     board, m = design.board, design.model
-    sizes = [spec_bytes(b) for b in design.top_args.buffers]
+    sizes = [b.nbytes for b in design.top_args.buffers]
     host_tables = m.vocab_size * (m.hidden_size + 4)  # the int8 embedding table and its divisors
     if not design.config.head_on_pl:
         host_tables += m.vocab_size * m.hidden_size * 4  # the float32 LM head the host multiplies with
@@ -336,13 +336,6 @@ def memory_needs(design: Design) -> list[Check]:
     return [Check("cma", sum(sizes), board.cma_bytes, "bytes"),
             Check("largest_buffer", max(sizes), board.cma_bytes, "bytes"),
             Check("host_ram", host, host_have, "bytes")]
-
-
-def spec_bytes(spec) -> int:
-    """Bytes of one BufferSpec (tellme.host.top_interface)."""
-    import numpy as np
-
-    return int(np.dtype(spec.dtype).itemsize * math.prod(spec.shape))
 
 
 def estimate_fit(design: Design, advise: bool = True) -> FitEstimate:

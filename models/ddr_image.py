@@ -279,6 +279,18 @@ def matrix_rows(folder: ModelFolder, layer: int, matrix: MatrixLayout) -> np.nda
     return rows
 
 
+def ternary_stripes(w: np.ndarray, ports: int) -> tuple[np.ndarray, int, int]:
+    """One ternary matrix [N, K] (values in {-1, 0, 1}) laid out as the stripes carry a matrix: uint8
+    [P, rows * wpr * 16], with its row-steps and words per row (for tests and benches of the TLMM engine)."""
+    from .packing import pack_tlmm
+
+    n, k = w.shape
+    wpr = words_per_row(k)
+    rows = ceil_div(n, ports)
+    words = _pad_rows(matrix_words(row_indices(pack_tlmm(w), k, wpr), wpr), rows * ports, _zero_row(wpr))
+    return np.stack([s.reshape(-1) for s in stripe_rows(words, ports)]), rows, wpr
+
+
 def head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> np.ndarray:
     """int8 LM head [vocab, hidden] and its row divisors [vocab] -> words uint8 [rows, head_row_words, 16]."""
     vocab, hidden = table_q.shape

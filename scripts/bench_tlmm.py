@@ -31,8 +31,8 @@ from tellme.hls import perf, toolchain  # noqa: E402
 from tellme.hls.csim import DecoderSim  # noqa: E402
 from tellme.hls.design import Design  # noqa: E402
 from tellme.models.config import ModelConfig, named_shape  # noqa: E402
-from tellme.models.ddr_image import matrix_words, row_indices, stripe_rows, words_per_row  # noqa: E402
-from tellme.models.packing import ZERO_INDEX, pack_tlmm  # noqa: E402
+from tellme.models.ddr_image import ternary_stripes  # noqa: E402
+from tellme.models.packing import pack_tlmm  # noqa: E402
 from tellme.models.tlmm import TlmmWeights, naive_matmul  # noqa: E402
 
 SHAPES = [(1536, 4096), (4096, 1536)]  # (K in_features, N out_features)
@@ -40,18 +40,6 @@ SHAPES = [(1536, 4096), (4096, 1536)]  # (K in_features, N out_features)
 QUICK_SHAPES = [(256, 688), (688, 256)]
 QUICK_MODEL = ModelConfig(vocab_size=256, hidden_size=256, intermediate_size=688, num_hidden_layers=1,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-
-
-def stripes_for(w: np.ndarray, ports: int) -> tuple[np.ndarray, int, int]:
-    """Ternary [N, K] -> the stripes as ddr_image lays them out (uint8 [P, rows * wpr * 16]), rows, wpr."""
-    n, k = w.shape
-    wpr = words_per_row(k)
-    words = matrix_words(row_indices(pack_tlmm(w), k, wpr), wpr)
-    rows = -(-n // ports)
-    padded = np.zeros((rows * ports, wpr, 16), dtype=np.uint8)
-    padded[:n] = words
-    padded[n:] = matrix_words(np.full((1, wpr * 25), ZERO_INDEX, np.uint8), wpr)[0]
-    return np.stack([s.reshape(-1) for s in stripe_rows(padded, ports)]), rows, wpr
 
 
 def modelled(design: Design, rows: int, wpr: int, b: int) -> dict:
@@ -75,7 +63,7 @@ def bench(sim: DecoderSim, k: int, n: int, b: int, repeat: int, seed: int = 0) -
     xq = rng.integers(-128, 128, (b, k)).astype(np.int8)
     ones = np.ones(b, dtype=np.float32)
     weights = TlmmWeights(pack_tlmm(w), k)
-    stripes, rows, wpr = stripes_for(w, sim.design.config.weight_ports)
+    stripes, rows, wpr = ternary_stripes(w, sim.design.config.weight_ports)
 
     want = weights.matmul(xq)
     got = sim.matrix(stripes, rows, wpr, xq, ones)[:, :n]

@@ -13,9 +13,9 @@ from tellme.hls import toolchain
 from tellme.hls.csim import DecoderSim
 from tellme.hls.design import Design
 from tellme.models.config import ModelConfig
-from tellme.models.ddr_image import matrix_words, row_indices, stripe_rows, word_indices, words_per_row
+from tellme.models.ddr_image import matrix_words, row_indices, ternary_stripes, word_indices, words_per_row
 from tellme.models.errors import UserError
-from tellme.models.packing import ZERO_INDEX, pack_tlmm
+from tellme.models.packing import pack_tlmm
 from tellme.models.tlmm import naive_matmul
 
 MAX_K, MAX_N = 1100, 600
@@ -45,22 +45,10 @@ def sim(request, sims) -> DecoderSim:
     return sims[request.param]
 
 
-def stripes_for(w: np.ndarray, ports: int) -> tuple[np.ndarray, int, int]:
-    """Ternary [N, K] -> the stripes as ddr_image lays them out, row-steps and words per row."""
-    n, k = w.shape
-    wpr = words_per_row(k)
-    words = matrix_words(row_indices(pack_tlmm(w), k, wpr), wpr)
-    rows = -(-n // ports)
-    padded = np.zeros((rows * ports, wpr, 16), dtype=np.uint8)
-    padded[:n] = words
-    padded[n:] = matrix_words(np.full((1, wpr * 25), ZERO_INDEX, np.uint8), wpr)[0]
-    return np.stack([s.reshape(-1) for s in stripe_rows(padded, ports)]), rows, wpr
-
-
 def check(sim: DecoderSim, w: np.ndarray, xq: np.ndarray, s_x: np.ndarray | None = None) -> None:
     """C-sim == numpy: the integer sums exactly (unit scales), and acc / s_x bit for bit."""
     ports = sim.design.config.weight_ports
-    stripes, rows, wpr = stripes_for(w, ports)
+    stripes, rows, wpr = ternary_stripes(w, ports)
     acc = naive_matmul(xq, w)
     ones = np.ones(len(xq), dtype=np.float32)
     got = sim.matrix(stripes, rows, wpr, xq, ones)[:, : w.shape[0]]
@@ -126,7 +114,7 @@ def test_synthesised_types_give_the_same_sums(cache):
     rng = np.random.default_rng(11)
     w = rng.integers(-1, 2, (200, 1100))
     xq = rng.integers(-128, 128, (5, 1100)).astype(np.int8)
-    stripes, rows, wpr = stripes_for(w, 6)
+    stripes, rows, wpr = ternary_stripes(w, 6)
     s_x = rng.uniform(0.1, 10, 5).astype(np.float32)
     np.testing.assert_array_equal(fast.matrix(stripes, rows, wpr, xq, s_x), exact.matrix(stripes, rows, wpr, xq, s_x))
 

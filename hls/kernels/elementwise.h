@@ -111,6 +111,9 @@ inline float inv_rms(float sum_sq, unsigned n, float eps) {
     return 1.0f / std::sqrt(variance + eps);
 }
 
+// |x|'s bit pattern: ordered as the values are (x >= 0), so a maximum is a one-cycle integer compare.
+inline uint32_t abs_bits(float x) { return float_to_bits(x) & 0x7FFFFFFFu; }
+
 // y = weight * (x * inv) for i < n; returns max |y|. x[row] from `offset`, the weight from w[0][woffset]:
 // both multiples of V, so lanes keep their banks. The maximum is taken on the bit patterns of |y| as
 // integers (ordered as the floats are, for values >= 0): a one-cycle compare, so each lane keeps a running
@@ -136,7 +139,7 @@ NORMALIZE:
             if (idx < n) {
                 const float value = w[0][V * (wbase + i) + v] * (x[row][V * (base + i) + v] * inv);
                 y[0][idx] = value;
-                const uint32_t bits = float_to_bits(value) & 0x7FFFFFFFu;  // |value|
+                const uint32_t bits = abs_bits(value);
                 peak[v] = bits > peak[v] ? bits : peak[v];
             }
         }

@@ -69,34 +69,25 @@ template <class C> void tlmm_dense_check() {
     static_assert(C::max_block >= C::token_lanes, "every token lane needs a quantised-token slot");
 }
 
-// max |x[0][i]| over i < DIM: V lanes a cycle into S rotating sets (a maximum is exact in any order).
+// max |x[0][i]| over i < DIM: V lanes a cycle, each keeping a running maximum of |x|'s bit patterns
+// (elementwise.h abs_bits: one-cycle integer compares), then a tree (exact in any order).
 template <class C, unsigned DIM> float abs_peak(const float x[1][DIM]) {
-    const unsigned V = C::lanes, S = C::partials;
-    float peak[S][V];
-#pragma HLS ARRAY_PARTITION variable = peak complete dim = 0
-INIT_PEAK:
-    for (unsigned s = 0; s < S; s++)
-        for (unsigned v = 0; v < V; v++) peak[s][v] = 0.0f;
+    const unsigned V = C::lanes;
+    uint32_t peak[V];
+#pragma HLS ARRAY_PARTITION variable = peak complete
+    for (unsigned v = 0; v < V; v++) peak[v] = 0;
 ABS_PEAK:
     for (unsigned i = 0; i < (DIM + V - 1) / V; i++) {
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("abs_peak");
-        float next[V];
-#pragma HLS ARRAY_PARTITION variable = next complete
         for (unsigned v = 0; v < V; v++) {
 #pragma HLS UNROLL
             const unsigned idx = i * V + v;
-            const float a = idx < DIM ? std::fabs(x[0][idx]) : 0.0f;
-            next[v] = a > peak[S - 1][v] ? a : peak[S - 1][v];
+            const uint32_t bits = idx < DIM ? abs_bits(x[0][idx]) : 0u;
+            peak[v] = bits > peak[v] ? bits : peak[v];
         }
-        for (unsigned s = S - 1; s > 0; s--)
-            for (unsigned v = 0; v < V; v++) peak[s][v] = peak[s - 1][v];
-        for (unsigned v = 0; v < V; v++) peak[0][v] = next[v];
     }
-    float top = 0.0f;
-    for (unsigned s = 0; s < S; s++)
-        for (unsigned v = 0; v < V; v++) top = peak[s][v] > top ? peak[s][v] : top;
-    return top;
+    return bits_to_float(tree_max<V>::run(peak));
 }
 
 // One token's activations (row) into quantised-token slot `slot` of xq, zero past n_in; returns s_x.
