@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from tellme.models.errors import UserError
 
-LM_HEADS = ("pl-int8", "host-float32")
+LM_HEADS = ("pl-int8", "pl-int8-twopass", "host-float32")
 STORAGES = ("uram", "bram")
 ELEMENTWISE_LANES = (3, 15)  # one group of three a cycle, or five (the activations' sets of five groups)
 FLOAT_ADDERS = ("dsp", "fabric")
@@ -47,7 +47,11 @@ class AcceleratorConfig:
     prefill_block: int = 16  # B: tokens per block; each weight word serves all of them
     kv_block: int = 16  # R: K/V positions per attention block
     attention_lanes: int = 24  # A: multiply lanes of attention's QK and PV (a divisor of 8P)
-    lm_head: str = "pl-int8"  # pl-int8: int8 LM head on the PL; host-float32: the host's float32 head
+    # pl-int8: the int8 head on the PL, whole rows; pl-int8-twopass: in two passes (every row's high
+    # nibbles, then the best head_candidates rows whole); host-float32: the host's float32 head.
+    # Left unset, hls/design.py sized_config picks one of the PL heads for the model (default_head).
+    lm_head: str = "pl-int8"
+    head_candidates: int = 16  # rows the two-pass head scores with their whole int8 row
     fifo_depth: int = 4096  # words per stripe FIFO between prefetcher and engine
     elementwise_lanes: int = 15  # V: values a cycle of the norms (15: five groups of three; 3: one group)
     float_adders: str = "dsp"  # dsp: fp32 adders on DSPs (Vitis HLS's default); fabric: in LUTs (config_op)
@@ -75,6 +79,8 @@ class AcceleratorConfig:
                             f"(8 x weight_ports fp16 values arrive per cycle)")
         if self.lm_head not in LM_HEADS:
             raise UserError(f"lm_head={self.lm_head!r}: use one of {', '.join(LM_HEADS)}")
+        if not 1 <= self.head_candidates <= 64:
+            raise UserError(f"head_candidates={self.head_candidates}: use 1..64 rows")
         if not 16 <= self.fifo_depth <= 65536:
             raise UserError(f"fifo_depth={self.fifo_depth}: use 16..65536 words")
         if self.elementwise_lanes not in ELEMENTWISE_LANES:
@@ -100,7 +106,12 @@ class AcceleratorConfig:
 
     @property
     def head_on_pl(self) -> bool:
-        return self.lm_head == "pl-int8"
+        return self.lm_head.startswith("pl-")
+
+    @property
+    def head_twopass(self) -> bool:
+        """The head streams high nibbles, then rescores the best rows (hls/kernels/lm_head.h)."""
+        return self.lm_head == "pl-int8-twopass"
 
     def to_dict(self) -> dict[str, typing.Any]:
         return dataclasses.asdict(self)

@@ -25,7 +25,6 @@ import numpy as np
 from tellme.models.config import ModelConfig
 from tellme.models.ddr_image import (
     FLOATS_PER_WORD,
-    INT8_PER_WORD,
     DdrImage,
     DdrLayout,
     build_ddr_image,
@@ -63,15 +62,33 @@ def attention_distance(model: ModelConfig, config: AcceleratorConfig, lanes: int
     return row_chunks * group * (chunk // lanes)
 
 
+# The two-pass LM head halves the head's bytes a token for a few thousand LUTs more than the whole-row one
+# (hls/fit.py): taken by default where the int8 head is at least this share of a decode step's weight bytes.
+TWOPASS_HEAD_SHARE = 1 / 3
+
+
+def default_head(model: ModelConfig, ports: int) -> str:
+    """The PL head a design gets when the user sets none: the two-pass one where the int8 head's bytes are
+    a large share of a token's (a large vocabulary: bitnet-2b-4t's 128k rows are 42 % of its bytes), the
+    whole-row one otherwise (bitnet-0.73b: 25 %; its LUTs go to prefill's token lanes instead)."""
+    per_token = DdrLayout(model, ports, 1, 1, True).bytes_per_token(0)
+    share = per_token["lm_head"] / (per_token["weights"] + per_token["lm_head"])
+    return "pl-int8-twopass" if share >= TWOPASS_HEAD_SHARE else "pl-int8"
+
+
 def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[str, ...] = (),
                  auto: bool = True) -> AcceleratorConfig:
     """The board preset checked against the model, then the user's overrides. Where the preset's attention
     lanes would let one accumulator update overtake another for this shape, fewer lanes are taken
-    (an override that does is refused). With `auto`, a prefill block the user did not set is the
-    largest, up to the preset's, whose buffers fit the board (hls/fit.py)."""
+    (an override that does is refused); an LM head the user did not set is default_head's. With `auto`,
+    a prefill block the user did not set is the largest, up to the preset's, whose buffers fit the board
+    (hls/fit.py), and a default two-pass head that fits nowhere gives way to the whole-row one."""
     get_board(board)  # an unknown board is reported before anything else
     preset = board_config(board)
     values = parse_overrides(preset, list(overrides))
+    head_chosen = "lm_head" not in values
+    if head_chosen:
+        values["lm_head"] = default_head(model, values.get("weight_ports", preset.weight_ports))
     if "attention_lanes" not in values:
         chunk = dataclasses.replace(preset, attention_lanes=1, weight_ports=values.get("weight_ports",
                                                                                       preset.weight_ports)).chunk
@@ -85,14 +102,20 @@ def sized_config(board: str, model: ModelConfig, overrides: list[str] | tuple[st
     if distance < MIN_ACC_DISTANCE:
         raise UserError(f"attention_lanes={config.attention_lanes}: an accumulator would be updated every "
                         f"{distance} cycles for this model (at least {MIN_ACC_DISTANCE}): use fewer lanes")
-    if auto:
-        return _fitted(config, model, "prefill_block" not in values, "tlmm.token_lanes" not in values)
-    return config
+    if not auto:
+        return config
+    block, lanes = "prefill_block" not in values, "tlmm.token_lanes" not in values
+    fitted, fits = _fitted(config, model, block, lanes)
+    if not fits and head_chosen and config.head_twopass:  # the whole-row head is the smaller one
+        return _fitted(dataclasses.replace(config, lm_head="pl-int8"), model, block, lanes)[0]
+    return fitted
 
 
-def _fitted(config: AcceleratorConfig, model: ModelConfig, block: bool, lanes: bool) -> AcceleratorConfig:
+def _fitted(config: AcceleratorConfig, model: ModelConfig, block: bool, lanes: bool
+            ) -> tuple[AcceleratorConfig, bool]:
     """The preset's prefill block and token lanes (those the user left alone) brought down until the design
-    fits its board (hls/fit.py): the largest block first, then fewer token lanes. Unchanged when nothing fits."""
+    fits its board (hls/fit.py): the largest block first, then fewer token lanes; and whether it fits
+    (unchanged when nothing does)."""
     from .fit import estimate_fit
 
     blocks = range(config.prefill_block, 0, -1) if block else [config.prefill_block]
@@ -101,8 +124,8 @@ def _fitted(config: AcceleratorConfig, model: ModelConfig, block: bool, lanes: b
         for b in blocks:
             trial = dataclasses.replace(config, prefill_block=b, tlmm=dataclasses.replace(config.tlmm, token_lanes=tp))
             if estimate_fit(Design("trial", trial, model), advise=False).fits:
-                return trial
-    return config
+                return trial, True
+    return config, False
 
 
 SHARED_TREE_ADDERS = 2  # float_adders=fabric: attention's once-a-row trees share this many adders
@@ -166,11 +189,13 @@ class Design:
     @cached_property
     def layout(self) -> DdrLayout:
         return DdrLayout(self.model, self.config.weight_ports, self.context, self.config.kv_block,
-                         self.config.head_on_pl)
+                         self.config.head_on_pl, self.config.head_twopass)
 
     @property
     def reference_head(self) -> str:
         """The LM head the numpy reference computes to predict this design."""
+        if self.config.head_twopass:
+            return "int8-twopass"
         return "int8" if self.config.head_on_pl else "float32"
 
     @cached_property
@@ -227,7 +252,10 @@ class Design:
             "p_layer_stride": off["layer_stride"], "p_final_norm": off["final_norm"], "p_rope_cos": off["rope_cos"],
             "p_rope_sin": off["rope_sin"], "rope_half_pad": lay.rope_half_pad,
             "lm_head": cfg.head_on_pl, "head_offset": lay.head_offset, "head_rows": lay.head_rows_per_stripe,
-            "head_row_words": lay.head_row_words, "head_values": round_up(m.hidden_size, INT8_PER_WORD),
+            "head_row_words": lay.head_row_words, "head_lanes": lay.head_values_per_word,
+            "head_values": round_up(m.hidden_size, lay.head_values_per_word),
+            "head_twopass": cfg.head_twopass, "head_candidates": cfg.head_candidates,
+            "head_low_offset": lay.head_low_offset, "head_low_row_words": lay.head_low_row_words,
             "vocab": m.vocab_size, "max_phase_words": max(phases), "max_io_words": io_words,
             "stripe_fifo_depth": cfg.fifo_depth, "eps": float(np.float32(m.rms_norm_eps)),
             # a layer's params, so the prefetcher writes them and goes on to the layer's weights
@@ -275,7 +303,7 @@ class Design:
         """The numpy model with this design's arithmetic: fp16 KV cache, the design's LM head, every float
         operation in the accelerator's order (tellme.models.numerics)."""
         return ReferenceModel(self._weights(), kv_dtype=np.float16, lm_head=self.reference_head,
-                              order=self.attention_order)
+                              order=self.attention_order, head_candidates=self.config.head_candidates)
 
     def decoder_golden(self, n_tokens: int = DECODER_GOLDEN_TOKENS, seed: int = 0) -> dict[str, object]:
         """A prompt of random tokens through the reference: the embeddings in and what the top writes out

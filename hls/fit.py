@@ -10,7 +10,9 @@ Units follow the code (hls/kernels/*.h):
   adder trees and accumulators, and the table builder;
 - floating-point operators, counted per pipelined loop as the code unrolls them (`fp_operators`): each
   loop's operators are their own hardware, since a pipelined loop at II=1 cannot share them;
-- the int8 LM head: P x 16 multiply-accumulates a cycle, two per DSP;
+- the int8 LM head: P x 16 multiply-accumulates a cycle, two per DSP; the two-pass head P x 32 nibble
+  products a cycle, its candidate list (K compare-and-shift slots) and its second pass (two loops of 32
+  products, its own divide);
 - AXI masters (adapter logic and burst buffers), the stream FIFOs, control, and the block design's
   interconnect.
 """
@@ -69,6 +71,8 @@ ACC_BITS = 32
 TABLE_BUILD_LUTS_PER_ENTRY = 20  # two 10-bit additions of signed activations per entry, 27 per group
 # --- the int8 LM head (lm_head.h): DSP48E2 packs two int8 x int8 products sharing an operand (UG579) ---
 INT8_MACS_PER_DSP = 2
+# the two-pass head's candidate slot: a 32-bit key compare, a 3-way select of key and row (64 bits)
+CANDIDATE_SLOT = (20 + 64, 64)  # LUT, FF
 # --- interfaces, streams and glue (assumptions from Vitis HLS m_axi adapters at 128 bits) ---
 AXI_ADAPTER = (1500, 2500)  # LUT, FF per m_axi bundle
 FIFO_LOGIC = (60, 80)  # LUT, FF per stream FIFO (pointers, flags) besides its memory
@@ -235,7 +239,9 @@ def memories(design: Design) -> list[Memory]:
         Memory("normw", v, -(-m["norm_total"] // v), 32, "auto"),
         Memory("y", v, -(-m["norm_dim"] // v), 32, "auto"),
         Memory("xq", 15, -(-b * max_groups // 5), 8, "auto"),
-        Memory("xh", 16, -(-m["head_values"] // 16), 8, "auto"),
+        Memory("xh", m["head_lanes"], m["head_values"] // m["head_lanes"], 8, "auto"),
+        # the two-pass head's candidate rows (decoder_top; unused, and removed, with the whole-row head)
+        Memory("candidates", m["head_candidates"] if m["head_twopass"] else 0, 1, 32, "auto"),
         Memory("table", t["token_lanes"] * 25, t["max_wpr"], (14 if t["half_table"] else 27) * TABLE_ENTRY_BITS,
                "lutram"),
         Memory("tile", ports, t["tile_words"], 128, big),
@@ -282,6 +288,8 @@ def fp_operators(design: Design) -> dict[str, dict[str, int]]:
                            "half_to_float": 2 * chunk, "fcmp": r, "fdiv": 1},
                           EXP_POLY, EXP_POLY),
         "LM head": {"int_to_float": 1, "fmul": 1, "fdiv": 1} if design.config.head_on_pl else {},
+        # the two-pass head's second pass: the rescored logit acc / (s_x * s_h)
+        "LM head rescore": {"int_to_float": 1, "fmul": 1, "fdiv": 1} if design.config.head_twopass else {},
     }
 
 
@@ -308,10 +316,18 @@ def units(design: Design) -> list[Unit]:
         ff = sum(FP_COST[k][1] * n for k, n in ops.items())
         dsp = sum(FP_COST[k][2] * n for k, n in ops.items())
         if name == "LM head" and design.config.head_on_pl:
-            macs = ports * 16
-            dsp += macs / INT8_MACS_PER_DSP
-            lut += ports * 15 * 18  # the adder tree of 16 products a port
-            ff += ports * 16 * 18
+            lanes = c["model_config"]["head_lanes"]  # products a port a cycle: 16 int8 or 32 nibbles
+            dsp += ports * lanes / INT8_MACS_PER_DSP
+            lut += ports * (lanes - 1) * 18  # the adder tree of a port's products
+            ff += ports * lanes * 18
+            if design.config.head_twopass:
+                k = design.config.head_candidates
+                lut += k * CANDIDATE_SLOT[0]
+                ff += k * CANDIDATE_SLOT[1]
+        if name == "LM head rescore" and ops:  # two loops of 32 products (high nibbles, low nibbles)
+            dsp += 2 * 32 / INT8_MACS_PER_DSP
+            lut += 2 * (31 * 18 + 128 * (ports - 1))  # adder trees; the stripe selects
+            ff += 2 * 32 * 18
         out.append(Unit(name, lut, ff, dsp, ", ".join(f"{n} {k}" for k, n in ops.items())))
     bundles = ports + 1
     fifos = ports + 1

@@ -17,6 +17,8 @@ into time:
 - DDR: the weight ports stream in lockstep (one word per stripe per row-step); their rate is
   ports x 16 bytes x PORT_EFFICIENCY (x HPC_PENALTY when HPC ports are in the set), capped by the DDR's
   delivered rate, DDR peak x DDR_EFFICIENCY, shared by all ports and the ARM cores.
+- The two-pass LM head's second pass runs after the last block, alone: per candidate two read loops
+  (each its first-data latency and words) and a read-modify-write of one output word.
 - A whole token (decode_tok_s) adds the host's work per token (HOST_MS_PER_TOKEN) and, with the LM
   head on the host, the ARM cores' float32 head (vocab x hidden x 4 bytes at ARM_HEAD_BYTES_PER_S).
 
@@ -65,8 +67,11 @@ LOOP_DEPTH = {
     "tlmm_build_table": 6, "tlmm_rows": 30, "write_kv": 4,
     "attention_init": 2, "attention_qk": 35, "attention_scores": 25, "attention_max": 45, "attention_exps": 45,
     "attention_sums": 30, "attention_pv": 15, "attention_out": 18,
-    "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8, "clear_padding": 3,
+    "write_hidden": 4, "head_vector": 3, "lm_head": 25, "residual": 8, "clear_padding": 3, "rescore": 8,
 }
+# The two-pass head's read-modify-write of a rescored logit's output word: a read's first data, then the
+# write's response, before the next candidate's reads (lm_head.h lm_head_rescore): assumption.
+RESCORE_WRITE_CYCLES = 2 * BURST_LATENCY_CYCLES
 RESIDUAL_II = 2  # decoder.h residual(): each bank of act read twice and written once an iteration
 NORM_SCALAR_CYCLES = 35  # between the norm's passes: the variance's divide, sqrt and reciprocal
 POSITIONS = (64, 256, 512, 1024)
@@ -288,8 +293,22 @@ class Model:
             for _ in range(parts):
                 yield Piece(piece.engine / parts, piece.fifo, piece.words / parts, piece.fetch / parts)
 
+    def rescore(self, counts: dict[str, int] | None = None) -> float:
+        """The two-pass head's second pass after the last block (lm_head_rescore): per candidate, two loops
+        reading its high words (and divisor) and its low words from every stripe in lockstep, then its
+        output word rewritten. Nothing overlaps it."""
+        if not (self.cfg.head_on_pl and self.cfg.head_twopass):
+            return 0.0
+        lay, k = self.lay, self.cfg.head_candidates
+        high, low = lay.head_row_words, lay.head_low_row_words
+        if counts is not None:
+            counts["rescore"] = counts.get("rescore", 0) + k * (high + low)
+        loops = sum(max(self.stripes_fetch(words), words) + LOOP_DEPTH["rescore"] for words in (high, low))
+        return k * (loops + RESCORE_WRITE_CYCLES)
+
     def call_cycles(self, n: int, pos: int) -> float:
-        return sum(self.cycles(self.block(first, b, head)) for first, b, head in self.blocks(n, pos))
+        blocks = sum(self.cycles(self.block(first, b, head)) for first, b, head in self.blocks(n, pos))
+        return blocks + self.rescore()
 
 
 def loop_counts(design: Design, n: int, pos: int) -> dict[str, int]:
@@ -300,6 +319,7 @@ def loop_counts(design: Design, n: int, pos: int) -> dict[str, int]:
     for first, b, head in model.blocks(n, pos):
         for label, value in model.block(first, b, head).counts.items():
             counts[label] = counts.get(label, 0) + value
+    model.rescore(counts)
     return {k: v for k, v in counts.items() if v}
 
 
@@ -338,6 +358,14 @@ def host_ms(design: Design) -> float:
     return HOST_MS_PER_TOKEN + head
 
 
+def rescore_bytes(design: Design) -> int:
+    """What the two-pass head's second pass reads a token: every stripe's words at each candidate's rows."""
+    cfg, lay = design.config, design.layout
+    if not (cfg.head_on_pl and cfg.head_twopass):
+        return 0
+    return cfg.head_candidates * lay.ports * (lay.head_row_words + lay.head_low_row_words) * WORD_BYTES
+
+
 def estimate_speed(design: Design) -> SpeedEstimate:
     model = Model(design)
     clock = design.config.clock_mhz * 1e6
@@ -353,7 +381,8 @@ def estimate_speed(design: Design) -> SpeedEstimate:
             prefill[str(n)] = round(n / seconds, 1)
             ttft[str(n)] = round(seconds + extra_ms / 1e3, 4)
     per_token = lay.bytes_per_token(256)
-    head = per_token["lm_head"] if design.config.head_on_pl else design.model.vocab_size * design.model.hidden_size * 4
+    head = per_token["lm_head"] + rescore_bytes(design) if design.config.head_on_pl else \
+        design.model.vocab_size * design.model.hidden_size * 4
     kv_per_position = lay.ports * design.model.num_hidden_layers * 2 * lay.kv_row_words * WORD_BYTES
     peak = design.board.ddr_peak_bytes_s
     bound = {str(p): round(peak / (per_token["weights"] + head + p * kv_per_position), 2)

@@ -104,13 +104,14 @@ class DesignManifest:
     @property
     def head_on_pl(self) -> bool:
         """The design computes the int8 LM head (and the host gathers int8 embeddings)."""
-        return self.accelerator.get("lm_head") == "pl-int8"
+        return str(self.accelerator.get("lm_head")).startswith("pl-")
 
     def layout(self, model: ModelConfig) -> DdrLayout:
         """The DDR layout the bitstream reads, for the model it was built for (ddr_image)."""
         try:
             return DdrLayout(model, int(self.accelerator["weight_ports"]), self.max_context,
-                             int(self.accelerator["kv_block"]), self.head_on_pl)
+                             int(self.accelerator["kv_block"]), self.head_on_pl,
+                             self.accelerator["lm_head"] == "pl-int8-twopass")
         except (KeyError, TypeError, ValueError):
             raise UserError(f"design {self.name}: its accelerator parameters are damaged or from another version: "
                             "rebuild the design with tellme build") from None

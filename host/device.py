@@ -71,7 +71,7 @@ class ReferenceDevice:
         else:
             self.model = ReferenceModel(folder)
             self.max_context = design.max_context if design else folder.config.max_position_embeddings
-        self.returns_logits = self.model.head == "int8"
+        self.returns_logits = self.model.head.startswith("int8")
         self.cache = self.model.new_cache(self.max_context)
 
     def run(self, hidden_in: np.ndarray, pos: int) -> np.ndarray:

@@ -7,7 +7,9 @@ Everything is in 128-bit words. Three kinds of buffer:
            r % P, so the P ports stream P rows side by side and the engine consumes them in lockstep.
            A ternary row is ceil(ceil(K/3)/25) index words of 25 five-bit group indices (the zero
            group 13 past K); an LM-head row is ceil(hidden/16) words of int8 and one word holding
-           its float32 divisor.
+           its float32 divisor. A split head (the two-pass head) streams rows of ceil(hidden/32)
+           words of high nibbles and the divisor word, and keeps the low nibbles after them, read
+           only for the rows the head rescores.
   kv       one fp16 K/V cache, stripe-major: each stripe's share of every row sits together, in blocks
            of R positions (R K rows, then R V rows), so a weight port streams its part of a layer's
            cache in one burst. Each head is padded to a whole number of chunks (8 fp16 per port).
@@ -31,6 +33,7 @@ WORD_BYTES = 16  # every streamed buffer is in 128-bit words
 FLOATS_PER_WORD = WORD_BYTES // 4
 HALVES_PER_WORD = WORD_BYTES // 2
 INT8_PER_WORD = WORD_BYTES
+NIBBLES_PER_WORD = 2 * WORD_BYTES
 SCALE_SLOTS = 8  # per layer: the divisors s_w of q, k, v, o, gate, up, down, and one spare
 # schedule order of a layer's matrices; qkv stacks q, k, v rows (q and k in RoPE pairs: rope_pairs); gateup
 # interleaves gate and up rows
@@ -76,6 +79,7 @@ class DdrLayout:
     context: int  # positions of the KV cache
     kv_block: int  # R: positions per K/V block
     lm_head: bool  # the int8 LM head streams after the layers
+    head_split: bool = False  # the head in two nibble planes (the two-pass head): high nibbles, then low
 
     # --- weights ---
     @cached_property
@@ -104,17 +108,32 @@ class DdrLayout:
         return self.model.num_hidden_layers * self.layer_words
 
     @property
+    def head_values_per_word(self) -> int:
+        """Weights in a streamed head word: 16 int8, or 32 nibbles of a split head."""
+        return NIBBLES_PER_WORD if self.head_split else INT8_PER_WORD
+
+    @property
     def head_row_words(self) -> int:
-        """An LM-head row: int8 values, then one word with the row's divisor."""
-        return ceil_div(self.model.hidden_size, INT8_PER_WORD) + 1
+        """A streamed LM-head row: its int8 values (a split head: their high nibbles), then one word with
+        the row's divisor."""
+        return ceil_div(self.model.hidden_size, self.head_values_per_word) + 1
 
     @property
     def head_rows_per_stripe(self) -> int:
         return ceil_div(self.model.vocab_size, self.ports) if self.lm_head else 0
 
     @property
-    def stripe_words(self) -> int:
+    def head_low_offset(self) -> int:
+        """A split head's low nibbles: after the streamed rows, head_low_row_words a row, same row order."""
         return self.head_offset + self.head_rows_per_stripe * self.head_row_words
+
+    @property
+    def head_low_row_words(self) -> int:
+        return self.head_row_words - 1 if self.head_split else 0
+
+    @property
+    def stripe_words(self) -> int:
+        return self.head_low_offset + self.head_rows_per_stripe * self.head_low_row_words
 
     # --- KV cache ---
     @property
@@ -291,6 +310,27 @@ def ternary_stripes(w: np.ndarray, ports: int) -> tuple[np.ndarray, int, int]:
     return np.stack([s.reshape(-1) for s in stripe_rows(words, ports)]), rows, wpr
 
 
+def nibble_words(nibbles: np.ndarray, words: int) -> np.ndarray:
+    """Values 0..15 [rows, n] -> words uint8 [rows, words, 16]: value j in bits 4(j % 32).. of word j // 32
+    (little-endian, as the kernels read a word's two 64-bit halves)."""
+    rows, n = nibbles.shape
+    flat = np.zeros((rows, words * NIBBLES_PER_WORD), dtype=np.uint8)
+    flat[:, :n] = nibbles
+    return (flat[:, 0::2] | (flat[:, 1::2] << 4)).reshape(rows, words, WORD_BYTES)
+
+
+def split_head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> tuple[np.ndarray, np.ndarray]:
+    """int8 LM head [vocab, hidden] -> the streamed rows (high nibbles w >> 4 as 4-bit two's complement,
+    then the divisor word) [vocab, head_row_words, 16] and the low nibbles w & 15 [vocab, low words, 16]."""
+    vocab = table_q.shape[0]
+    w = table_q.astype(np.int16)
+    data = layout.head_low_row_words
+    rows = np.zeros((vocab, layout.head_row_words, WORD_BYTES), dtype=np.uint8)
+    rows[:, :data] = nibble_words(((w >> 4) & 15).astype(np.uint8), data)
+    rows[:, data, :4] = np.asarray(divisors, dtype="<f4").reshape(vocab, 1).view(np.uint8)
+    return rows, nibble_words((w & 15).astype(np.uint8), data)
+
+
 def head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> np.ndarray:
     """int8 LM head [vocab, hidden] and its row divisors [vocab] -> words uint8 [rows, head_row_words, 16]."""
     vocab, hidden = table_q.shape
@@ -360,12 +400,17 @@ def build_ddr_image(folder: ModelFolder, layout: DdrLayout, head: tuple[np.ndarr
         if head is None:
             raise ValueError("this layout streams the int8 LM head: pass it")
         table_q, divisors = head
-        words = head_rows(table_q, divisors, layout)
-        filler = head_rows(np.zeros((1, c.hidden_size), np.int8), np.ones(1, np.float32), layout)[0]
-        words = _pad_rows(words, layout.head_rows_per_stripe * p, filler)
-        n = layout.head_rows_per_stripe * layout.head_row_words
-        for s, part in enumerate(stripe_rows(words, p)):
-            stripes[s, layout.head_offset : layout.head_offset + n] = part.reshape(n, WORD_BYTES)
+        zero_row = (np.zeros((1, c.hidden_size), np.int8), np.ones(1, np.float32), layout)
+        if layout.head_split:
+            planes = zip(split_head_rows(table_q, divisors, layout), split_head_rows(*zero_row),
+                         (layout.head_offset, layout.head_low_offset), strict=True)
+        else:
+            planes = [(head_rows(table_q, divisors, layout), head_rows(*zero_row), layout.head_offset)]
+        for words, filler, offset in planes:
+            words = _pad_rows(words, layout.head_rows_per_stripe * p, filler[0])
+            n = layout.head_rows_per_stripe * words.shape[1]
+            for s, part in enumerate(stripe_rows(words, p)):
+                stripes[s, offset : offset + n] = part.reshape(n, WORD_BYTES)
     return DdrImage(layout, [stripes[s].reshape(-1) for s in range(p)], build_params(folder, layout))
 
 

@@ -8,7 +8,8 @@ AcceleratorOrder) makes every float operation the accelerator's, in its order (t
 norms summed in lanes, exp by polynomial, attention as a block online softmax; `lm_head="int8"`
 gathers embeddings from the int8 table and computes logits with the int8 LM head, as the accelerator
 with its head on the PL does (an int8 row times the int8-quantised final hidden state, int32, then
-divided by s_x * the row's divisor).
+divided by s_x * the row's divisor); `lm_head="int8-twopass"` is the PL's two-pass head: every logit
+from the rows' high nibbles, then the best `head_candidates` rows scored exactly as the int8 head does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .packing import unpack_tlmm
 from .quant import act_quant
 from .tlmm import TlmmWeights, naive_matmul
 
-LM_HEADS = ("float32", "int8")
+LM_HEADS = ("float32", "int8", "int8-twopass")
+HEAD_CANDIDATES = 16  # rows the two-pass head scores exactly (hls/config.py head_candidates)
 
 
 @dataclass
@@ -92,6 +94,30 @@ def int8_head_logits(table_q: np.ndarray, divisor: np.ndarray, hidden: np.ndarra
     return logits.reshape(*hidden.shape[:-1], -1)
 
 
+def approx_head_weights(table_q: np.ndarray) -> np.ndarray:
+    """The two-pass head's first-pass weights: each int8 weight's high nibble h = w >> 4 (what the PL
+    streams, 4 bits a weight) taken at the middle of its bucket, 16 h + 8 (int32)."""
+    return (table_q.astype(np.int32) >> 4) * 16 + 8
+
+
+def twopass_head_logits(table_q: np.ndarray, divisor: np.ndarray, hidden: np.ndarray,
+                        candidates: int = HEAD_CANDIDATES) -> np.ndarray:
+    """The two-pass int8 head: every row's logit from the high nibbles (approx_head_weights), then the
+    `candidates` rows with the largest of those (ties: the lower row) scored exactly with the whole int8
+    row, as int8_head_logits does. The greedy token is the int8 head's whenever the int8 head's argmax is
+    among the candidates; the other rows keep their first-pass logits."""
+    xq, s_x = act_quant(np.asarray(hidden, dtype=np.float32).reshape(-1, hidden.shape[-1]))
+    x32 = xq.astype(np.int32)
+    rows = divisor.reshape(1, -1)
+    logits = (x32 @ approx_head_weights(table_q).T).astype(np.float32) / (s_x * rows)
+    k = min(candidates, table_q.shape[0])
+    for t in range(logits.shape[0]):
+        best = np.argsort(-logits[t], kind="stable")[:k]
+        acc = table_q[best].astype(np.int32) @ x32[t]
+        logits[t, best] = acc.astype(np.float32) / (s_x[t, 0] * divisor[best])
+    return logits.reshape(*hidden.shape[:-1], -1)
+
+
 def rms_norm(x: np.ndarray, weight: np.ndarray, eps: float) -> np.ndarray:
     variance = np.mean(np.square(x), axis=-1, keepdims=True, dtype=np.float32)
     return weight * (x * (np.float32(1.0) / np.sqrt(variance + np.float32(eps))))
@@ -126,7 +152,8 @@ class ReferenceModel:
     """The model in numpy. forward() appends n tokens to a KV cache: prefill and decode alike."""
 
     def __init__(self, folder: ModelFolder, matmul: str = "tlmm", kv_dtype: type = np.float32,
-                 lm_head: str = "float32", order: numerics.AcceleratorOrder | None = None):
+                 lm_head: str = "float32", order: numerics.AcceleratorOrder | None = None,
+                 head_candidates: int = HEAD_CANDIDATES):
         if matmul not in ("tlmm", "naive"):
             raise ValueError(f"matmul must be 'tlmm' or 'naive', got {matmul!r}")
         if lm_head not in LM_HEADS:
@@ -135,8 +162,9 @@ class ReferenceModel:
         self.folder = folder
         self.kv_dtype = kv_dtype
         self.head = lm_head
+        self.head_candidates = head_candidates
         self.order = order
-        if lm_head == "int8":
+        if lm_head.startswith("int8"):
             self.embed_q, self.embed_div = folder.int8_table("embed_tokens")
             self.head_q, self.head_div = folder.int8_table(folder.head_name)
         else:
@@ -171,7 +199,7 @@ class ReferenceModel:
         return KVCache(self.config, size, self.kv_dtype)
 
     def embed(self, tokens: list[int]) -> np.ndarray:
-        if self.head == "int8":
+        if self.head.startswith("int8"):
             return gather_int8_embeddings(self.embed_q, self.embed_div, tokens)
         return gather_embeddings(self.embed_tokens, tokens)
 
@@ -230,6 +258,8 @@ class ReferenceModel:
     def lm_head_logits(self, hidden: np.ndarray) -> np.ndarray:
         if self.head == "int8":
             return int8_head_logits(self.head_q, self.head_div, hidden)
+        if self.head == "int8-twopass":
+            return twopass_head_logits(self.head_q, self.head_div, hidden, self.head_candidates)
         return hidden @ self.lm_head.T
 
     def logits(self, tokens: list[int]) -> np.ndarray:

@@ -25,7 +25,8 @@ from tellme.models.reference import ReferenceModel
 from tellme.models.tlmm import TlmmWeights
 
 CLI = [sys.executable, "-m", "tellme.host.cli"]
-HEADS = {"pl-int8": [], "host-float32": ["lm_head=host-float32"]}
+HEADS = {"pl-int8-twopass": ["lm_head=pl-int8-twopass"], "pl-int8": ["lm_head=pl-int8"],
+         "host-float32": ["lm_head=host-float32"]}
 
 
 @pytest.fixture(scope="module")

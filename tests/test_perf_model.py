@@ -53,10 +53,11 @@ def check_counts(sim: DecoderSim) -> None:
         assert counted == modelled, f"{n} tokens at {pos}: counted {counted}, modelled {modelled}"
 
 
-@pytest.mark.parametrize("board,head", [("kv260", "pl-int8"), ("kv260", "host-float32"), ("pynq-z2", "pl-int8")])
+@pytest.mark.parametrize("board,head", [("kv260", "pl-int8-twopass"), ("kv260", "pl-int8"), ("kv260", "host-float32"),
+                                        ("pynq-z2", "pl-int8")])
 def test_bundled_model_counts(tmp_path_factory, board, head):
-    """The KV260 preset, its host-head variant, and the PYNQ-Z2's (three norm lanes, two ports, shared
-    attention adders)."""
+    """The KV260 preset with each LM head (the two-pass head's second pass too), and the PYNQ-Z2's (three
+    norm lanes, two ports, shared attention adders)."""
     check_counts(profiled(resolve_model_dir(None), tmp_path_factory, [f"lm_head={head}"], board))
 
 

@@ -16,7 +16,8 @@
 //   o       norm(att, attn_sub_norm)           -> h += o
 //   gateup  norm(h, post_attention_layernorm)  -> m = act(gate) * up
 //   down    norm(m, ffn_sub_norm)              -> h += down
-//   final   norm(h, norm)                      -> hidden states out, or the int8 LM head (lm_head.h)
+//   final   norm(h, norm)                      -> hidden states out, or the int8 LM head (lm_head.h; the
+//                                                 two-pass head's second pass follows the last block)
 // The order and arithmetic are those of tellme.models.reference and transformers' BitNet. A token's
 // arithmetic does not depend on its block, so a prefill of n tokens computes what n decode calls do.
 #ifndef TELLME_DECODER_H
@@ -364,16 +365,17 @@ WRITE_HIDDEN:
     }
 }
 
-// The int8 vector the LM head reads, 16 values a word, from the final norm's groups of three.
+// The int8 vector the LM head reads, head_lanes values a word (16, or 32 for the two-pass head's nibble
+// words), from the final norm's groups of three.
 template <class M, unsigned B, unsigned G5>
 void head_vector(const int8_t xq[B][G5][5][3], unsigned tok,
-                 int8_t xh[M::head_values / INT8_PER_WORD][INT8_PER_WORD]) {
+                 int8_t xh[M::head_values / M::head_lanes][M::head_lanes]) {
 HEAD_VECTOR:
     for (unsigned i = 0; i < M::head_values; i++) {
 #pragma HLS PIPELINE II = 1
         TELLME_COUNT("head_vector");
         const unsigned g = i / 3;
-        xh[i / INT8_PER_WORD][i % INT8_PER_WORD] = i < M::hidden ? xq[tok][g / 5][g % 5][i % 3] : int8_t(0);
+        xh[i / M::head_lanes][i % M::head_lanes] = i < M::hidden ? xq[tok][g / 5][g % 5][i % 3] : int8_t(0);
     }
 }
 
@@ -381,7 +383,8 @@ HEAD_VECTOR:
 // call; `head`: this block ends the call and the design's LM head runs on its last token.
 template <class M>
 void engine(word_stream stripes[M::ports], word_stream &io, word_t *kv_out, word_t *out, unsigned first,
-            unsigned b, unsigned row, bool head) {
+            unsigned b, unsigned row, bool head, int8_t xh[M::head_values / M::head_lanes][M::head_lanes],
+            float s_head[1], unsigned candidates[M::head_candidates]) {
     typedef typename M::tlmm TL;
     typedef typename M::attention AT;
     typedef typename M::elementwise EW;
@@ -393,7 +396,6 @@ void engine(word_stream stripes[M::ports], word_stream &io, word_t *kv_out, word
     TELLME_STATIC float normw[1][M::norm_total];
     TELLME_STATIC float y[1][M::norm_dim];
     TELLME_STATIC typename TA::xq_t xq;
-    TELLME_STATIC int8_t xh[M::head_values / INT8_PER_WORD][INT8_PER_WORD];
     float s_x[B];
     TELLME_STATIC typename TA::table_t table;
     TELLME_STATIC typename TA::tile_t tile;
@@ -419,7 +421,6 @@ void engine(word_stream stripes[M::ports], word_stream &io, word_t *kv_out, word
 #pragma HLS ARRAY_PARTITION variable = y cyclic factor = ew dim = 2
 #pragma HLS ARRAY_PARTITION variable = xq complete dim = 3
 #pragma HLS ARRAY_PARTITION variable = xq complete dim = 4
-#pragma HLS ARRAY_PARTITION variable = xh complete dim = 2
 #pragma HLS ARRAY_PARTITION variable = table complete dim = 1
 #pragma HLS ARRAY_PARTITION variable = table complete dim = 2
 #pragma HLS ARRAY_RESHAPE variable = table complete dim = 4
@@ -520,7 +521,8 @@ STEPS:
     }
     if (M::lm_head && head) {
         head_vector<M, B, TA::max_groups / 5>(xq, b - 1, xh);
-        lm_head<M>(stripes, xh, s_x[b - 1], out);
+        s_head[0] = s_x[b - 1];
+        lm_head<M>(stripes, xh, s_x[b - 1], out, candidates);
     }
 }
 
@@ -532,7 +534,9 @@ void decoder_block(const word_t *w0, const word_t *w1, const word_t *w2, const w
                    const word_t *w5, const word_t *w6, const word_t *w7, const word_t *k0, const word_t *k1,
                    const word_t *k2, const word_t *k3, const word_t *k4, const word_t *k5, const word_t *k6,
                    const word_t *k7, const word_t *params, const word_t *hidden_in, word_t *kv_out, word_t *out,
-                   unsigned first, unsigned b, unsigned row, bool head) {
+                   unsigned first, unsigned b, unsigned row, bool head,
+                   int8_t xh[M::head_values / M::head_lanes][M::head_lanes], float s_head[1],
+                   unsigned candidates[M::head_candidates]) {
 #pragma HLS DATAFLOW
     word_stream stripes[M::ports];
     word_stream io;
@@ -545,7 +549,7 @@ void decoder_block(const word_t *w0, const word_t *w1, const word_t *w2, const w
     TELLME_PRAGMA(HLS BIND_STORAGE variable = io type = fifo impl = TELLME_FIFO_STORAGE)
     prefetch<M>(w0, w1, w2, w3, w4, w5, w6, w7, k0, k1, k2, k3, k4, k5, k6, k7, params, hidden_in, first, b, row,
                 head, stripes, io);
-    engine<M>(stripes, io, kv_out, out, first, b, row, head);
+    engine<M>(stripes, io, kv_out, out, first, b, row, head, xh, s_head, candidates);
 }
 
 // The top's body: check the range, then the blocks one after another.
@@ -559,13 +563,21 @@ int decoder_top(const word_t *w0, const word_t *w1, const word_t *w2, const word
     if (n == 0 || pos >= M::max_context || n > M::max_context - pos) return DECODER_BAD_RANGE;
     const unsigned max_blocks = (M::max_context + B - 1) / B;
     (void)max_blocks;
+    // the LM head's input and candidates, for the two-pass head's second pass after the last block
+    int8_t xh[M::head_values / M::head_lanes][M::head_lanes];
+    float s_head[1];
+    unsigned candidates[M::head_candidates];
+#pragma HLS ARRAY_PARTITION variable = xh complete dim = 2
+#pragma HLS ARRAY_PARTITION variable = candidates complete
 BLOCKS:
     for (unsigned t0 = 0; t0 < n; t0 += B) {
 #pragma HLS LOOP_TRIPCOUNT max = max_blocks
         const unsigned b = n - t0 < B ? n - t0 : B;
         decoder_block<M>(w0, w1, w2, w3, w4, w5, w6, w7, k0, k1, k2, k3, k4, k5, k6, k7, params, hidden_in, kv_out,
-                         out, pos + t0, b, t0, t0 + b == n);
+                         out, pos + t0, b, t0, t0 + b == n, xh, s_head, candidates);
     }
+    if (M::lm_head && M::head_twopass)
+        lm_head_rescore<M>(w0, w1, w2, w3, w4, w5, w6, w7, xh, s_head[0], candidates, out);
     return DECODER_OK;
 }
 
