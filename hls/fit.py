@@ -393,6 +393,7 @@ def advice(design: Design, estimate: FitEstimate) -> str:
         tries = [f"prefill_block={b}" for b in (8, 4, 2, 1) if b < cfg.prefill_block]
         tries += [f"tlmm.token_lanes={n}" for n in range(cfg.tlmm.token_lanes - 1, 0, -1)]
         tries += [f"attention_lanes={n}" for n in range(cfg.attention_lanes - 1, 0, -1) if cfg.chunk % n == 0]
+        tries += ["lm_head=pl-int8"] if cfg.head_twopass else []  # the smaller head, at twice the head's bytes
         tries += [f"fifo_depth={n}" for n in (2048, 1024, 512) if n < cfg.fifo_depth]
         tries += [f"tlmm.tile_words={n}" for n in (4096, 2048, 1024) if n < cfg.tlmm.tile_words]
         tries += ["elementwise_lanes=3"] if cfg.elementwise_lanes > 3 else []

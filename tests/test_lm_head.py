@@ -76,3 +76,16 @@ def test_default_head_follows_the_heads_share_of_a_token(shape, head):
     assert default_head(model, 6) == head
     assert Design.for_shape(model, "kv260", name=shape).config.lm_head == head
     assert Design.for_shape(model, "kv260", ["lm_head=pl-int8"], name=shape).config.lm_head == "pl-int8"
+
+
+def test_a_default_two_pass_head_that_does_not_fit_gives_way():
+    """The bundled model's head is a large share of its bytes: two-pass on the KV260; on the PYNQ-Z2 the
+    two-pass head's logic does not fit beside the rest, so the whole-row head is taken (and a user's
+    explicit choice is kept, fitting or not)."""
+    from tellme.models.default_model import resolve_model_dir
+
+    model = resolve_model_dir(None)
+    assert Design.for_model(model, "kv260").config.lm_head == "pl-int8-twopass"
+    pynq = Design.for_model(model, "pynq-z2")
+    assert pynq.config.lm_head == "pl-int8" and pynq.fit().fits
+    assert Design.for_model(model, "pynq-z2", ["lm_head=pl-int8-twopass"]).config.lm_head == "pl-int8-twopass"
