@@ -319,28 +319,32 @@ def nibble_words(nibbles: np.ndarray, words: int) -> np.ndarray:
     return (flat[:, 0::2] | (flat[:, 1::2] << 4)).reshape(rows, words, WORD_BYTES)
 
 
+def with_divisor_word(data: np.ndarray, divisors: np.ndarray) -> np.ndarray:
+    """A head's row words [vocab, n, 16] and row divisors [vocab] -> the streamed rows [vocab, n + 1, 16]:
+    the data, then a word whose low 32 bits are the row's float32 divisor."""
+    vocab, n, _ = data.shape
+    rows = np.zeros((vocab, n + 1, WORD_BYTES), dtype=np.uint8)
+    rows[:, :n] = data
+    rows[:, n, :4] = np.asarray(divisors, dtype="<f4").reshape(vocab, 1).view(np.uint8)
+    return rows
+
+
 def split_head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> tuple[np.ndarray, np.ndarray]:
     """int8 LM head [vocab, hidden] -> the streamed rows (high nibbles w >> 4 as 4-bit two's complement,
     then the divisor word) [vocab, head_row_words, 16] and the low nibbles w & 15 [vocab, low words, 16]."""
-    vocab = table_q.shape[0]
     w = table_q.astype(np.int16)
     data = layout.head_low_row_words
-    rows = np.zeros((vocab, layout.head_row_words, WORD_BYTES), dtype=np.uint8)
-    rows[:, :data] = nibble_words(((w >> 4) & 15).astype(np.uint8), data)
-    rows[:, data, :4] = np.asarray(divisors, dtype="<f4").reshape(vocab, 1).view(np.uint8)
-    return rows, nibble_words((w & 15).astype(np.uint8), data)
+    high = nibble_words(((w >> 4) & 15).astype(np.uint8), data)
+    return with_divisor_word(high, divisors), nibble_words((w & 15).astype(np.uint8), data)
 
 
 def head_rows(table_q: np.ndarray, divisors: np.ndarray, layout: DdrLayout) -> np.ndarray:
     """int8 LM head [vocab, hidden] and its row divisors [vocab] -> words uint8 [rows, head_row_words, 16]."""
     vocab, hidden = table_q.shape
     data = layout.head_row_words - 1
-    rows = np.zeros((vocab, layout.head_row_words, WORD_BYTES), dtype=np.uint8)
     flat = np.zeros((vocab, data * INT8_PER_WORD), dtype=np.int8)
     flat[:, :hidden] = table_q
-    rows[:, :data] = flat.view(np.uint8).reshape(vocab, data, WORD_BYTES)
-    rows[:, data, :4] = np.asarray(divisors, dtype="<f4").reshape(vocab, 1).view(np.uint8)
-    return rows
+    return with_divisor_word(flat.view(np.uint8).reshape(vocab, data, WORD_BYTES), divisors)
 
 
 @dataclass

@@ -26,6 +26,14 @@ namespace tellme {
 
 static const unsigned NIBBLES_PER_WORD = 32;
 
+// Nibble j (0..31) of a word given as its halves: signed (a high nibble, 4-bit two's complement, -8..7)
+// or unsigned (a low one, 0..15).
+inline int word_nibble(uint64_t lo, uint64_t hi, unsigned j, bool is_signed) {
+#pragma HLS INLINE
+    const int nibble = int(((j < 16 ? lo : hi) >> (4 * (j & 15))) & 15u);
+    return is_signed && nibble >= 8 ? nibble - 16 : nibble;
+}
+
 // Weight word c of a row's contribution to its acc: 16 int8 values (int8 head) or 32 high nibbles, each
 // taken as 16 h + 8 = 8 (2h + 1) (the 8 is applied to the row's sum).
 template <class M>
@@ -37,9 +45,7 @@ inline mac_t head_word_sum(const word_t &w, const int8_t xh[M::head_values / M::
     if (M::head_twopass) {
         for (unsigned k = 0; k < NIBBLES_PER_WORD; k++) {
 #pragma HLS UNROLL
-            const uint64_t half = k < 16 ? lo : hi;
-            const int nibble = int((half >> (4 * (k & 15))) & 15u);
-            const int odd = 2 * (nibble >= 8 ? nibble - 16 : nibble) + 1;  // 2h + 1, in -15..15
+            const int odd = 2 * word_nibble(lo, hi, k, true) + 1;  // 2h + 1, in -15..15
             sum += mac_t(odd * int(xh[c][k]));
         }
     } else {
@@ -190,8 +196,7 @@ inline mac_t nibble_dot(const word_t &w, const int8_t xh[M::head_values / M::hea
     mac_t sum = 0;
     for (unsigned j = 0; j < NIBBLES_PER_WORD; j++) {
 #pragma HLS UNROLL
-        const int nibble = int(((j < 16 ? lo : hi) >> (4 * (j & 15))) & 15u);
-        sum += mac_t((is_signed && nibble >= 8 ? nibble - 16 : nibble) * int(xh[c][j]));
+        sum += mac_t(word_nibble(lo, hi, j, is_signed) * int(xh[c][j]));
     }
     return sum;
 }
